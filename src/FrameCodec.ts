@@ -1,0 +1,814 @@
+/**
+ * Frames ⇄ bytes.
+ *
+ * - `FrameEncoder` is the strict writer: for every frame the original would write it produces the
+ *   original's exact bytes (smallest integer forms, unsigned family for non-negative ints, old raw
+ *   strings for strings and payload, `80` for no headers, `a0` for no error, `c0` for no payload).
+ *   It writes envelopes directly into a reusable slab and copies each payload exactly once; several
+ *   frames accumulate into one contiguous chunk for a single socket write.
+ * - `FrameDecoder` is the tolerant, incremental reader: it accepts any chunking (one byte at a time
+ *   up to many frames per chunk), everything the original accepts (str8, bin, nil fields, any
+ *   integer width, short/long arrays, the map form), slices payloads without copying when a frame
+ *   lies in one chunk, and rejects everything else with a typed `ProtocolError`. It never throws on
+ *   input and never allocates beyond its `Limits`.
+ *
+ * @since 0.1.0
+ */
+import * as Result from "effect/Result"
+import { ProtocolError, type ProtocolErrorReason } from "./DuplexError.ts"
+import type { Frame } from "./Frame.ts"
+import type * as Headers from "./Headers.ts"
+import { empty as emptyHeaders } from "./Headers.ts"
+import { defaultLimits, type Limits } from "./Protocol.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Encoder
+// ---------------------------------------------------------------------------------------------
+
+const SLAB_SIZE = 64 * 1024
+const textEncoder = new TextEncoder()
+const NodeBuffer: { allocUnsafe(size: number): Uint8Array } | undefined = (globalThis as {
+  readonly Buffer?: { allocUnsafe(size: number): Uint8Array }
+}).Buffer
+
+const alloc = (size: number): Uint8Array =>
+  NodeBuffer !== undefined ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size)
+
+const utf8Length = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4
+        i++
+      } else n += 3
+    } else n += 3
+  }
+  return n
+}
+
+/**
+ * Incremental strict frame writer. `write` appends frames; `flush` hands out everything written
+ * since the previous flush as one chunk (which the caller may keep: the encoder never writes over
+ * bytes it has handed out).
+ *
+ * **Example** (Batching two frames into one write)
+ * ```ts
+ * import * as Frame from "duplex/Frame"
+ * import { FrameEncoder } from "duplex/FrameCodec"
+ * const encoder = new FrameEncoder()
+ * encoder.write(Frame.open(0, "Arith.Add"))
+ * encoder.write(Frame.data(0, new Uint8Array([0x80]), true))
+ * const bytes = encoder.flush() // one Uint8Array with both frames
+ * ```
+ * @category encoding
+ * @since 0.1.0
+ */
+export class FrameEncoder {
+  private buf: Uint8Array = alloc(SLAB_SIZE)
+  private start = 0
+  private pos = 0
+
+  /** Bytes written and not yet flushed. */
+  get pending(): number {
+    return this.pos - this.start
+  }
+
+  /** Appends one frame. */
+  write(frame: Frame): void {
+    const headers = frame.headers
+    let size = 16 + frame.method.length * 3 + frame.error.length * 3
+    for (const k in headers) size += 10 + (k.length + headers[k]!.length) * 3
+    const payload = frame.payload
+    if (payload !== null) size += payload.length
+    this.ensure(size)
+    const buf = this.buf
+    buf[this.pos++] = 0x97
+    this.uint(frame.type)
+    this.int(frame.channel)
+    this.str(frame.method)
+    this.map(headers)
+    this.str(frame.error)
+    buf[this.pos++] = frame.last ? 0xc3 : 0xc2
+    if (payload === null) buf[this.pos++] = 0xc0
+    else {
+      this.rawHeader(payload.length)
+      buf.set(payload, this.pos)
+      this.pos += payload.length
+    }
+  }
+
+  /** Returns the bytes written since the last flush, or `undefined` when there are none. */
+  flush(): Uint8Array | undefined {
+    if (this.pos === this.start) return undefined
+    const out = this.buf.subarray(this.start, this.pos)
+    this.start = this.pos
+    return out
+  }
+
+  private ensure(size: number): void {
+    if (this.pos + size <= this.buf.length) return
+    const pending = this.pos - this.start
+    const next = alloc(Math.max(SLAB_SIZE, pending + size))
+    next.set(this.buf.subarray(this.start, this.pos), 0)
+    this.buf = next
+    this.start = 0
+    this.pos = pending
+  }
+
+  private uint(v: number): void {
+    const buf = this.buf
+    let p = this.pos
+    if (v < 0x80) buf[p++] = v
+    else if (v < 0x100) {
+      buf[p++] = 0xcc
+      buf[p++] = v
+    } else if (v < 0x10000) {
+      buf[p++] = 0xcd
+      buf[p++] = v >>> 8
+      buf[p++] = v & 0xff
+    } else if (v < 0x1_0000_0000) {
+      buf[p++] = 0xce
+      buf[p++] = v >>> 24
+      buf[p++] = (v >>> 16) & 0xff
+      buf[p++] = (v >>> 8) & 0xff
+      buf[p++] = v & 0xff
+    } else {
+      const hi = Math.floor(v / 0x1_0000_0000)
+      const lo = v >>> 0
+      buf[p++] = 0xcf
+      buf[p++] = hi >>> 24
+      buf[p++] = (hi >>> 16) & 0xff
+      buf[p++] = (hi >>> 8) & 0xff
+      buf[p++] = hi & 0xff
+      buf[p++] = lo >>> 24
+      buf[p++] = (lo >>> 16) & 0xff
+      buf[p++] = (lo >>> 8) & 0xff
+      buf[p++] = lo & 0xff
+    }
+    this.pos = p
+  }
+
+  private int(v: number): void {
+    if (v >= 0) return this.uint(v)
+    const buf = this.buf
+    let p = this.pos
+    if (v >= -32) buf[p++] = v & 0xff
+    else if (v >= -128) {
+      buf[p++] = 0xd0
+      buf[p++] = v & 0xff
+    } else if (v >= -32768) {
+      buf[p++] = 0xd1
+      buf[p++] = (v >> 8) & 0xff
+      buf[p++] = v & 0xff
+    } else if (v >= -2147483648) {
+      buf[p++] = 0xd2
+      buf[p++] = (v >> 24) & 0xff
+      buf[p++] = (v >> 16) & 0xff
+      buf[p++] = (v >> 8) & 0xff
+      buf[p++] = v & 0xff
+    } else {
+      const hi = Math.floor(v / 0x1_0000_0000)
+      const lo = (v - hi * 0x1_0000_0000) >>> 0
+      buf[p++] = 0xd3
+      buf[p++] = (hi >> 24) & 0xff
+      buf[p++] = (hi >> 16) & 0xff
+      buf[p++] = (hi >> 8) & 0xff
+      buf[p++] = hi & 0xff
+      buf[p++] = lo >>> 24
+      buf[p++] = (lo >>> 16) & 0xff
+      buf[p++] = (lo >>> 8) & 0xff
+      buf[p++] = lo & 0xff
+    }
+    this.pos = p
+  }
+
+  private rawHeader(n: number): void {
+    const buf = this.buf
+    let p = this.pos
+    if (n < 32) buf[p++] = 0xa0 | n
+    else if (n < 0x10000) {
+      buf[p++] = 0xda
+      buf[p++] = n >>> 8
+      buf[p++] = n & 0xff
+    } else {
+      buf[p++] = 0xdb
+      buf[p++] = n >>> 24
+      buf[p++] = (n >>> 16) & 0xff
+      buf[p++] = (n >>> 8) & 0xff
+      buf[p++] = n & 0xff
+    }
+    this.pos = p
+  }
+
+  private str(s: string): void {
+    const n = s.length
+    const buf = this.buf
+    if (n < 32) {
+      // ASCII fast path: fixstr header, one byte per char.
+      let p = this.pos + 1
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        buf[p++] = c
+      }
+      if (i === n) {
+        buf[this.pos] = 0xa0 | n
+        this.pos = p
+        return
+      }
+    }
+    const bytes = utf8Length(s)
+    this.rawHeader(bytes)
+    if (bytes === n && n < 64) {
+      let p = this.pos
+      for (let i = 0; i < n; i++) buf[p++] = s.charCodeAt(i)
+      this.pos = p
+    } else {
+      textEncoder.encodeInto(s, buf.subarray(this.pos, this.pos + bytes))
+      this.pos += bytes
+    }
+  }
+
+  private map(headers: Headers.Headers): void {
+    let count = 0
+    for (const _ in headers) count++
+    const buf = this.buf
+    if (count < 16) buf[this.pos++] = 0x80 | count
+    else if (count < 0x10000) {
+      buf[this.pos++] = 0xde
+      buf[this.pos++] = count >>> 8
+      buf[this.pos++] = count & 0xff
+    } else {
+      buf[this.pos++] = 0xdf
+      buf[this.pos++] = count >>> 24
+      buf[this.pos++] = (count >>> 16) & 0xff
+      buf[this.pos++] = (count >>> 8) & 0xff
+      buf[this.pos++] = count & 0xff
+    }
+    for (const k in headers) {
+      this.str(k)
+      this.str(headers[k]!)
+    }
+  }
+}
+
+/**
+ * Encodes one frame into a fresh `Uint8Array` holding exactly its bytes.
+ *
+ * **Example** (The original's OPEN frame)
+ * ```ts
+ * import * as Frame from "duplex/Frame"
+ * import { encodeFrame } from "duplex/FrameCodec"
+ * encodeFrame(Frame.open(0, "Arith.Add")) // 97 00 00 a9 41726974682e416464 80 a0 c2 c0
+ * ```
+ * @category encoding
+ * @since 0.1.0
+ */
+export const encodeFrame = (frame: Frame): Uint8Array => {
+  const encoder = new FrameEncoder()
+  encoder.write(frame)
+  return encoder.flush()!.slice()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoder
+// ---------------------------------------------------------------------------------------------
+
+/** Thrown internally when the buffered bytes end inside a frame; `need` is the byte count wanted. */
+class Incomplete {
+  need = 0
+}
+/** Thrown internally on a protocol violation. */
+class Invalid {
+  reason: ProtocolErrorReason = "MalformedFrame"
+  detail = ""
+}
+
+const textDecoder = new TextDecoder("utf-8")
+
+/**
+ * Incremental tolerant frame reader. Feed it chunks in arrival order; it calls `onFrame` for each
+ * complete frame and keeps any partial tail for the next chunk. After a `ProtocolError` it stays
+ * failed (the connection must be closed).
+ *
+ * **Example** (Decoding bytes that arrive in pieces)
+ * ```ts
+ * import * as Frame from "duplex/Frame"
+ * import { encodeFrame, FrameDecoder } from "duplex/FrameCodec"
+ * const bytes = encodeFrame(Frame.open(0, "Arith.Add"))
+ * const decoder = new FrameDecoder()
+ * const frames: Array<Frame.Frame> = []
+ * decoder.feed(bytes.subarray(0, 5), (f) => frames.push(f))
+ * decoder.feed(bytes.subarray(5), (f) => frames.push(f)) // undefined: no error
+ * frames[0]?.method // "Arith.Add"
+ * ```
+ * @category decoding
+ * @since 0.1.0
+ */
+export class FrameDecoder {
+  readonly limits: Limits
+  private chunks: Array<Uint8Array> = []
+  private buffered = 0
+  private need = 0
+  private failure: ProtocolError | undefined = undefined
+  // parse state
+  private data: Uint8Array = new Uint8Array(0)
+  private pos = 0
+  private frameStart = 0
+  private readonly incomplete = new Incomplete()
+  private readonly invalid = new Invalid()
+  private current: Frame | undefined = undefined
+  private strBytes = 0
+
+  constructor(limits: Partial<Limits> = {}) {
+    this.limits = { ...defaultLimits, ...limits }
+  }
+
+  /** Bytes held back because they start a frame that is not complete yet. */
+  get pendingBytes(): number {
+    return this.buffered
+  }
+
+  /** The error this decoder failed with, if any. */
+  get error(): ProtocolError | undefined {
+    return this.failure
+  }
+
+  /**
+   * Consumes one chunk, calling `onFrame` for every frame it completes. Returns the
+   * `ProtocolError` that ended decoding, or `undefined`. Frames before the bad one are delivered.
+   */
+  feed(chunk: Uint8Array, onFrame: (frame: Frame) => void): ProtocolError | undefined {
+    if (this.failure !== undefined) return this.failure
+    if (chunk.length === 0) return undefined
+    try {
+      let data = chunk
+      if (this.buffered > 0) {
+        this.chunks.push(chunk)
+        this.buffered += chunk.length
+        if (this.buffered < this.need) return undefined
+        // Complete the partial frame by copying only as much of `chunk` as it needs; the rest of
+        // `chunk` is then parsed in place (zero copy).
+        const prevLen = this.buffered - chunk.length
+        let take = Math.min(chunk.length, Math.max(this.need - prevLen, 256))
+        for (;;) {
+          const head = concatHead(this.chunks, prevLen, take)
+          const end = this.one(head)
+          if (end >= 0) {
+            this.chunks = []
+            this.buffered = 0
+            this.need = 0
+            const frame = this.current!
+            this.current = undefined
+            onFrame(frame)
+            data = chunk.subarray(end - prevLen)
+            break
+          }
+          if (take === chunk.length) {
+            this.chunks = [head]
+            this.buffered = head.length
+            this.need = this.incomplete.need
+            this.data = emptyBytes
+            return undefined
+          }
+          take = Math.min(chunk.length, Math.max(take * 2, this.incomplete.need - prevLen))
+        }
+      }
+      this.run(data, onFrame)
+      return undefined
+    } catch (e) {
+      if (e === this.invalid) return this.fail(this.invalid.reason, this.invalid.detail)
+      throw e
+    }
+  }
+
+  /** Parses exactly one frame at the start of `data`; its end offset, or -1 when incomplete. */
+  private one(data: Uint8Array): number {
+    this.data = data
+    this.frameStart = 0
+    this.pos = 0
+    try {
+      this.current = this.frame()
+    } catch (e) {
+      if (e === this.incomplete) return -1
+      throw e
+    }
+    return this.pos
+  }
+
+  /** Parses every frame of `data`, keeping a partial tail for the next chunk. */
+  private run(data: Uint8Array, onFrame: (frame: Frame) => void): void {
+    this.data = data
+    let pos = 0
+    const length = data.length
+    while (pos < length) {
+      this.frameStart = pos
+      this.pos = pos
+      let frame: Frame
+      try {
+        frame = this.frame()
+      } catch (e) {
+        if (e === this.incomplete) {
+          const rest = data.subarray(pos)
+          this.chunks = [rest]
+          this.buffered = rest.length
+          this.need = this.incomplete.need - pos
+          this.data = emptyBytes
+          return
+        }
+        throw e
+      }
+      onFrame(frame)
+      pos = this.pos
+    }
+    this.data = emptyBytes
+    this.need = 0
+  }
+
+  /**
+   * Signals the end of input. Returns a `TruncatedFrame` error when a frame was cut off, the
+   * earlier failure if there was one, or `undefined` on a clean end.
+   */
+  finish(): ProtocolError | undefined {
+    if (this.failure !== undefined) return this.failure
+    if (this.buffered > 0) {
+      return this.fail("TruncatedFrame", `input ended inside a frame (${this.buffered} bytes pending)`)
+    }
+    return undefined
+  }
+
+  private fail(reason: ProtocolErrorReason, detail: string): ProtocolError {
+    this.failure = ProtocolError.fromReason(reason, detail)
+    this.chunks = []
+    this.buffered = 0
+    this.data = emptyBytes
+    return this.failure
+  }
+
+  private raise(reason: ProtocolErrorReason, detail: string): never {
+    this.invalid.reason = reason
+    this.invalid.detail = detail
+    throw this.invalid
+  }
+
+  /** Ensures `n` bytes are available at `pos`, else signals need / frame too large. */
+  private avail(n: number): void {
+    const end = this.pos + n
+    if (end - this.frameStart > this.limits.maxFrameBytes) {
+      this.raise("FrameTooLarge", `frame exceeds ${this.limits.maxFrameBytes} bytes`)
+    }
+    if (end > this.data.length) {
+      this.incomplete.need = end
+      throw this.incomplete
+    }
+  }
+
+  private byte(): number {
+    this.avail(1)
+    return this.data[this.pos++]!
+  }
+
+  private be(n: number): number {
+    this.avail(n)
+    const d = this.data
+    let p = this.pos
+    let v = 0
+    for (let i = 0; i < n; i++) v = v * 256 + d[p++]!
+    this.pos = p
+    return v
+  }
+
+  private frame(): Frame {
+    const b = this.byte()
+    if (b >= 0x90 && b <= 0x9f) return this.arrayFrame(b & 0x0f)
+    if (b === 0xdc) return this.arrayFrame(this.be(2))
+    if (b === 0xdd) return this.arrayFrame(this.be(4))
+    if (b >= 0x80 && b <= 0x8f) return this.mapFrame(b & 0x0f)
+    if (b === 0xde) return this.mapFrame(this.be(2))
+    if (b === 0xdf) return this.mapFrame(this.be(4))
+    return this.raise("MalformedFrame", `a frame must be a msgpack array or map, got byte 0x${hex(b)}`)
+  }
+
+  private arrayFrame(n: number): Frame {
+    if (n < 2) this.raise("MalformedFrame", `a frame array needs at least 2 elements, got ${n}`)
+    const type = this.int("type")
+    const channel = this.int("channel")
+    const method = n > 2 ? this.method() : ""
+    const headers = n > 3 ? this.headers() : emptyHeaders
+    const error = n > 4 ? this.str("error", this.limits.maxFrameBytes) : ""
+    const last = n > 5 ? this.bool() : false
+    const payload = n > 6 ? this.payload() : null
+    for (let i = 7; i < n; i++) this.skip(0)
+    this.checkSize()
+    return { type, channel, method, headers, error, last, payload }
+  }
+
+  private mapFrame(n: number): Frame {
+    let type = 0
+    let channel = 0
+    let method = ""
+    let headers = emptyHeaders
+    let error = ""
+    let last = false
+    let payload: Uint8Array | null = null
+    for (let i = 0; i < n; i++) {
+      const key = this.str("key", 64)
+      switch (key) {
+        case "Type":
+          type = this.int("type")
+          break
+        case "Channel":
+          channel = this.int("channel")
+          break
+        case "Method":
+          method = this.method()
+          break
+        case "Headers":
+          headers = this.headers()
+          break
+        case "Error":
+          error = this.str("error", this.limits.maxFrameBytes)
+          break
+        case "Last":
+          last = this.bool()
+          break
+        case "Payload":
+          payload = this.payload()
+          break
+        default:
+          this.skip(0)
+      }
+    }
+    this.checkSize()
+    return { type, channel, method, headers, error, last, payload }
+  }
+
+  private checkSize(): void {
+    if (this.pos - this.frameStart > this.limits.maxFrameBytes) {
+      this.raise("FrameTooLarge", `frame exceeds ${this.limits.maxFrameBytes} bytes`)
+    }
+  }
+
+  private int(field: string): number {
+    const b = this.byte()
+    if (b < 0x80) return b
+    if (b >= 0xe0) return b - 0x100
+    switch (b) {
+      case 0xc0:
+        return 0
+      case 0xcc:
+        return this.be(1)
+      case 0xcd:
+        return this.be(2)
+      case 0xce:
+        return this.be(4)
+      case 0xcf: {
+        const v = this.be(8)
+        if (!Number.isSafeInteger(v) || v > Number.MAX_SAFE_INTEGER) {
+          return this.raise("MalformedFrame", `${field} out of range`)
+        }
+        return v
+      }
+      case 0xd0: {
+        const v = this.be(1)
+        return v >= 0x80 ? v - 0x100 : v
+      }
+      case 0xd1: {
+        const v = this.be(2)
+        return v >= 0x8000 ? v - 0x10000 : v
+      }
+      case 0xd2: {
+        const v = this.be(4)
+        return v >= 0x8000_0000 ? v - 0x1_0000_0000 : v
+      }
+      case 0xd3: {
+        const hi = this.be(4)
+        const lo = this.be(4)
+        const v = hi >= 0x8000_0000 ? (hi - 0x1_0000_0000) * 0x1_0000_0000 + lo : hi * 0x1_0000_0000 + lo
+        if (!Number.isSafeInteger(v)) return this.raise("MalformedFrame", `${field} out of range`)
+        return v
+      }
+    }
+    return this.raise("MalformedFrame", `${field} must be an integer, got byte 0x${hex(b)}`)
+  }
+
+  private bool(): boolean {
+    const b = this.byte()
+    if (b === 0xc3) return true
+    if (b === 0xc2 || b === 0xc0) return false
+    return this.raise("MalformedFrame", `last must be a boolean, got byte 0x${hex(b)}`)
+  }
+
+  /** Reads a str/bin header; returns the byte length, or -1 for nil. */
+  private rawLength(field: string): number {
+    const b = this.byte()
+    if (b >= 0xa0 && b <= 0xbf) return b & 0x1f
+    switch (b) {
+      case 0xc0:
+        return -1
+      case 0xd9:
+      case 0xc4:
+        return this.be(1)
+      case 0xda:
+      case 0xc5:
+        return this.be(2)
+      case 0xdb:
+      case 0xc6:
+        return this.be(4)
+    }
+    return this.raise("MalformedFrame", `${field} must be a string, got byte 0x${hex(b)}`)
+  }
+
+  private str(field: string, max: number): string {
+    const n = this.rawLength(field)
+    this.strBytes = n < 0 ? 0 : n
+    if (n <= 0) return ""
+    if (n > max) this.tooLong(field, n, max)
+    this.avail(n)
+    const start = this.pos
+    this.pos += n
+    return utf8(this.data, start, n)
+  }
+
+  private tooLong(field: string, n: number, max: number): never {
+    if (field === "method") return this.raise("MethodTooLong", `method of ${n} bytes exceeds ${max}`)
+    if (field === "header") return this.raise("HeadersTooLarge", `headers exceed ${max} bytes`)
+    return this.raise("FrameTooLarge", `${field} of ${n} bytes exceeds ${max}`)
+  }
+
+  private method(): string {
+    return this.str("method", this.limits.maxMethodBytes)
+  }
+
+  private payload(): Uint8Array | null {
+    const n = this.rawLength("payload")
+    if (n < 0) return null
+    this.avail(n)
+    const start = this.pos
+    this.pos += n
+    return this.data.subarray(start, start + n)
+  }
+
+  private headers(): Headers.Headers {
+    const b = this.byte()
+    let n: number
+    if (b >= 0x80 && b <= 0x8f) n = b & 0x0f
+    else if (b === 0xde) n = this.be(2)
+    else if (b === 0xdf) n = this.be(4)
+    else if (b === 0xc0) return emptyHeaders
+    else return this.raise("MalformedFrame", `headers must be a map, got byte 0x${hex(b)}`)
+    if (n === 0) return emptyHeaders
+    const limits = this.limits
+    if (n > limits.maxHeaderCount) {
+      return this.raise("TooManyHeaders", `${n} headers exceed ${limits.maxHeaderCount}`)
+    }
+    const out: Record<string, string> = Object.create(null)
+    let budget = limits.maxHeaderBytes
+    for (let i = 0; i < n; i++) {
+      const key = this.str("header", budget)
+      budget -= this.strBytes
+      const value = this.str("header", budget)
+      budget -= this.strBytes
+      out[key] = value
+    }
+    return out
+  }
+
+  /** Skips one msgpack value of any kind (extra array slots, unknown map keys). */
+  private skip(depth: number): void {
+    if (depth > this.limits.maxSkipDepth) {
+      this.raise("MalformedFrame", `values nested deeper than ${this.limits.maxSkipDepth}`)
+    }
+    const b = this.byte()
+    if (b < 0x80 || b >= 0xe0) return
+    if (b <= 0x8f) return this.skipN(2 * (b & 0x0f), depth)
+    if (b <= 0x9f) return this.skipN(b & 0x0f, depth)
+    if (b <= 0xbf) return this.skipBytes(b & 0x1f)
+    switch (b) {
+      case 0xc0:
+      case 0xc2:
+      case 0xc3:
+        return
+      case 0xc4:
+      case 0xd9:
+        return this.skipBytes(this.be(1))
+      case 0xc5:
+      case 0xda:
+        return this.skipBytes(this.be(2))
+      case 0xc6:
+      case 0xdb:
+        return this.skipBytes(this.be(4))
+      case 0xc7:
+        return this.skipBytes(this.be(1) + 1)
+      case 0xc8:
+        return this.skipBytes(this.be(2) + 1)
+      case 0xc9:
+        return this.skipBytes(this.be(4) + 1)
+      case 0xca:
+        return this.skipBytes(4)
+      case 0xcb:
+        return this.skipBytes(8)
+      case 0xcc:
+      case 0xd0:
+        return this.skipBytes(1)
+      case 0xcd:
+      case 0xd1:
+        return this.skipBytes(2)
+      case 0xce:
+      case 0xd2:
+        return this.skipBytes(4)
+      case 0xcf:
+      case 0xd3:
+        return this.skipBytes(8)
+      case 0xd4:
+        return this.skipBytes(2)
+      case 0xd5:
+        return this.skipBytes(3)
+      case 0xd6:
+        return this.skipBytes(5)
+      case 0xd7:
+        return this.skipBytes(9)
+      case 0xd8:
+        return this.skipBytes(17)
+      case 0xdc:
+        return this.skipN(this.be(2), depth)
+      case 0xdd:
+        return this.skipN(this.be(4), depth)
+      case 0xde:
+        return this.skipN(2 * this.be(2), depth)
+      case 0xdf:
+        return this.skipN(2 * this.be(4), depth)
+    }
+    return this.raise("MalformedFrame", `invalid msgpack byte 0x${hex(b)}`)
+  }
+
+  private skipN(n: number, depth: number): void {
+    for (let i = 0; i < n; i++) this.skip(depth + 1)
+  }
+
+  private skipBytes(n: number): void {
+    this.avail(n)
+    this.pos += n
+  }
+}
+
+const emptyBytes = new Uint8Array(0)
+
+const hex = (b: number): string => b.toString(16).padStart(2, "0")
+
+/** Copies all chunks but the last, then the first `take` bytes of the last, into one buffer. */
+const concatHead = (chunks: ReadonlyArray<Uint8Array>, prevLen: number, take: number): Uint8Array => {
+  const out = alloc(prevLen + take)
+  let p = 0
+  const lastIndex = chunks.length - 1
+  for (let i = 0; i < lastIndex; i++) {
+    const c = chunks[i]!
+    out.set(c, p)
+    p += c.length
+  }
+  out.set(chunks[lastIndex]!.subarray(0, take), p)
+  return out
+}
+
+const utf8 = (d: Uint8Array, start: number, n: number): string => {
+  if (n <= 24) {
+    let s = ""
+    for (let i = start, end = start + n; i < end; i++) {
+      const c = d[i]!
+      if (c >= 0x80) return textDecoder.decode(d.subarray(start, start + n))
+      s += String.fromCharCode(c)
+    }
+    return s
+  }
+  return textDecoder.decode(d.subarray(start, start + n))
+}
+
+/**
+ * Decodes a complete byte string into frames. A partial frame at the end is a `TruncatedFrame`
+ * error.
+ *
+ * **Example** (Decoding a captured exchange)
+ * ```ts
+ * import { Result } from "effect"
+ * import { decodeFrames } from "duplex/FrameCodec"
+ * const result = decodeFrames(new Uint8Array([0x97, 0x01, 0x00, 0xa0, 0x80, 0xa0, 0xc3, 0xc0]))
+ * Result.isSuccess(result) // true: one end marker on channel 0
+ * ```
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeFrames = (
+  bytes: Uint8Array,
+  limits: Partial<Limits> = {}
+): Result.Result<Array<Frame>, ProtocolError> => {
+  const decoder = new FrameDecoder(limits)
+  const frames: Array<Frame> = []
+  const error = decoder.feed(bytes, (f) => frames.push(f)) ?? decoder.finish()
+  return error === undefined ? Result.succeed(frames) : Result.fail(error)
+}
