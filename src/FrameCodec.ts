@@ -81,14 +81,16 @@ export class FrameEncoder {
   /** Appends one frame. */
   write(frame: Frame): void {
     const headers = frame.headers
-    let size = 16 + frame.method.length * 3 + frame.error.length * 3
+    // Upper bound: array header 1, type and channel up to 9 each, method/map/error/payload headers
+    // up to 5 each, last 1 (= 40), plus at most 3 UTF-8 bytes per UTF-16 unit of each string.
+    let size = 40 + frame.method.length * 3 + frame.error.length * 3
     for (const k in headers) size += 10 + (k.length + headers[k]!.length) * 3
     const payload = frame.payload
     if (payload !== null) size += payload.length
     this.ensure(size)
     const buf = this.buf
     buf[this.pos++] = 0x97
-    this.uint(frame.type)
+    this.int(frame.type)
     this.int(frame.channel)
     this.str(frame.method)
     this.map(headers)

@@ -1,0 +1,282 @@
+/**
+ * A named channel: two message streams multiplexed over one connection. The **input** carries the
+ * remote's messages and ends with its EOF (a frame with `last`) or fails with a typed
+ * `ChannelError`; the **output** is written with `send`, ended with `end` / `sendLast`, or failed
+ * with `fail`. Each half closes independently; the channel is done when both have.
+ *
+ * A channel is a scoped resource: closing its scope before both halves finished cancels it on the
+ * wire (error `CloseStream`, `last = false`, as the original does), and a remote cancel fails the
+ * local side with `RemoteAborted`.
+ *
+ * Payloads at this level are bytes; typed values come from the RPC layer.
+ *
+ * @since 0.1.0
+ */
+import * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Headers from "./Headers.ts"
+
+/**
+ * @category type ids
+ * @since 0.1.0
+ */
+export const TypeId = "~duplex/Channel"
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The connection carrying the channel dropped before the channel finished.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("ConnectionLost", {
+  remoteId: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `connection to ${this.remoteId} lost: ${this.detail}`
+  }
+}
+
+/**
+ * The remote ended its half with an error (an error text with `last = true`). `payload` holds the
+ * frame's payload when the remote sent one (Duplex puts an encoded typed error there).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
+  text: Schema.String,
+  payload: Schema.optional(Schema.Uint8Array)
+}) {
+  override get message(): string {
+    return `remote: ${this.text}`
+  }
+}
+
+/**
+ * The remote cancelled the channel (an error text with `last = false`, e.g. `CloseStream`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RemoteAborted extends Schema.TaggedError<RemoteAborted>()("RemoteAborted", {
+  text: Schema.String
+}) {
+  override get message(): string {
+    return `remote aborted the channel: ${this.text}`
+  }
+}
+
+/**
+ * The local half is already closed (after `end`, `fail`, a cancel, or the channel's scope closed).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ChannelClosed extends Schema.TaggedError<ChannelClosed>()("ChannelClosed", {
+  channel: Schema.Number
+}) {
+  override get message(): string {
+    return `channel ${this.channel} is closed for sending`
+  }
+}
+
+/**
+ * What can go wrong on a channel.
+ *
+ * **Example** (Reacting to a lost connection)
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import type { Channel } from "duplex/Channel"
+ * const drain = (channel: Channel) =>
+ *   Stream.runDrain(channel.input).pipe(
+ *     Effect.catchTag("ChannelError", (e) =>
+ *       e.reason._tag === "ConnectionLost" ? Effect.log("lost") : Effect.fail(e))
+ *   )
+ * ```
+ * @category errors
+ * @since 0.1.0
+ */
+export class ChannelError extends Schema.TaggedError<ChannelError>()("ChannelError", {
+  reason: Schema.Union([ConnectionLost, RemoteFailure, RemoteAborted, ChannelClosed])
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
+
+/**
+ * Why a channel failed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type ChannelErrorReason = ChannelError["reason"]
+
+// ---------------------------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One open channel.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Channel {
+  readonly [TypeId]: typeof TypeId
+  /** Wire id of the channel on its connection. */
+  readonly id: number
+  /** The method name the channel was opened with. */
+  readonly method: string
+  /** Headers of the OPEN frame. */
+  readonly headers: Headers.Headers
+  /** Peer id (greeting UUID) of the remote end. */
+  readonly remoteId: string
+  /** `"outgoing"` when this side opened the channel. */
+  readonly direction: "outgoing" | "incoming"
+  /** Messages from the remote; ends on its EOF, fails with a `ChannelError`. Consume it once. */
+  readonly input: Stream.Stream<Uint8Array, ChannelError>
+  /** Sends one message. */
+  readonly send: (payload: Uint8Array) => Effect.Effect<void, ChannelError>
+  /** Sends one message and ends the output half in the same frame. */
+  readonly sendLast: (payload: Uint8Array) => Effect.Effect<void, ChannelError>
+  /** Ends the output half (EOF). */
+  readonly end: Effect.Effect<void, ChannelError>
+  /** Ends the output half with an error text, and optionally an encoded error payload. */
+  readonly fail: (text: string, payload?: Uint8Array) => Effect.Effect<void, ChannelError>
+  /** Aborts the channel at once (both halves), telling the remote with a cancel frame. */
+  readonly cancel: Effect.Effect<void>
+  /** Completes when both halves have ended (or the channel failed). */
+  readonly done: Effect.Effect<void>
+}
+
+/**
+ * Checks whether a value is a `Channel`.
+ *
+ * **Example** (Guard)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * Channel.isChannel({}) // false
+ * ```
+ * @category guards
+ * @since 0.1.0
+ */
+export const isChannel = (u: unknown): u is Channel => Predicate.hasProperty(u, TypeId)
+
+/**
+ * Sends every element of a stream on the channel, then ends the output half; a failure of the
+ * stream is sent as an error with `String(error)` as the text.
+ *
+ * **Example** (Streaming out)
+ * ```ts
+ * import { Stream } from "effect"
+ * import * as Channel from "duplex/Channel"
+ * const pump = (channel: Channel.Channel) =>
+ *   Channel.sendAll(channel, Stream.make(new Uint8Array([1]), new Uint8Array([2])))
+ * ```
+ * @category sending
+ * @since 0.1.0
+ */
+export const sendAll = <E, R>(
+  channel: Channel,
+  stream: Stream.Stream<Uint8Array, E, R>
+): Effect.Effect<void, ChannelError, R> =>
+  Stream.runForEach(stream, channel.send).pipe(
+    Effect.matchEffect({
+      onSuccess: () => channel.end,
+      onFailure: (e) =>
+        Predicate.isTagged(e, "ChannelError") && e instanceof ChannelError ? Effect.fail(e) : channel.fail(String(e))
+    })
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Internal: the inbox of one half
+// ---------------------------------------------------------------------------------------------
+
+type Pull = Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array>, ChannelError | Cause.Done>
+type Resume = (effect: Pull) => void
+
+const doneEffect: Effect.Effect<never, Cause.Done> = Cause.done()
+
+/**
+ * Unbounded mailbox for incoming messages, written synchronously by the connection's read loop and
+ * read in batches by the channel's `input` stream.
+ *
+ * @internal
+ */
+export class Inbox {
+  private items: Array<Uint8Array> = []
+  private state: "open" | "eof" | ChannelError = "open"
+  private waiter: Resume | undefined = undefined
+
+  get size(): number {
+    return this.items.length
+  }
+
+  offer(item: Uint8Array): void {
+    if (this.state !== "open") return
+    const waiter = this.waiter
+    if (waiter !== undefined) {
+      this.waiter = undefined
+      waiter(Effect.succeed([item]))
+    } else this.items.push(item)
+  }
+
+  /** Ends after buffered items, with EOF (`undefined`) or an error. */
+  finish(error: ChannelError | undefined): void {
+    if (this.state !== "open") return
+    this.state = error ?? "eof"
+    this.wake()
+  }
+
+  /** Ends at once, dropping buffered items. */
+  abort(error: ChannelError): void {
+    if (this.state !== "open" && this.state !== "eof") return
+    this.items = []
+    this.state = error
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiter = this.waiter
+    if (waiter !== undefined && this.items.length === 0) {
+      this.waiter = undefined
+      waiter(this.terminal())
+    }
+  }
+
+  private terminal(): Pull {
+    const state = this.state
+    return typeof state === "string" ? doneEffect : Effect.fail(state)
+  }
+
+  readonly pull: Pull = Effect.callback<Arr.NonEmptyReadonlyArray<Uint8Array>, ChannelError | Cause.Done>((resume) => {
+    const items = this.items
+    if (Arr.isArrayNonEmpty(items)) {
+      this.items = []
+      return resume(Effect.succeed(items))
+    }
+    if (this.state !== "open") return resume(this.terminal())
+    this.waiter = resume
+    return Effect.sync(() => {
+      if (this.waiter === resume) this.waiter = undefined
+    })
+  })
+}
+
+/**
+ * A stream over an inbox, delivering every batch of buffered messages at once.
+ *
+ * @internal
+ */
+export const inboxStream = (inbox: Inbox): Stream.Stream<Uint8Array, ChannelError> =>
+  Stream.fromPull(Effect.succeed(inbox.pull))

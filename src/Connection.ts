@@ -1,0 +1,615 @@
+/**
+ * One live link between two peers: the greeting exchange, then one read loop that decodes frames
+ * and dispatches them synchronously by type (`handleOpen`, `handleData`, `handleHello`), and one
+ * writer fiber that drains everything queued since its last write in a single socket write.
+ *
+ * The connection owns its channel table (one per connection, both directions, as in the original)
+ * and allocates channel ids without collisions (see PROTOCOL.md, "Channel ids"). Frames for unknown
+ * channels, duplicate OPENs and unknown frame types are dropped and counted, as the original does;
+ * malformed input ends the connection with a `ProtocolError`, and every channel still on it fails
+ * with `ConnectionLost`.
+ *
+ * @since 0.1.0
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Latch from "effect/Latch"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import * as Channel from "./Channel.ts"
+import { ProtocolError } from "./DuplexError.ts"
+import * as Frame from "./Frame.ts"
+import { FrameDecoder, FrameEncoder } from "./FrameCodec.ts"
+import * as Greeting from "./Greeting.ts"
+import * as Headers from "./Headers.ts"
+import { CHANNEL_ID_LIMIT, FrameType, LEGACY_CHANNEL_BASE, type Limits } from "./Protocol.ts"
+
+/**
+ * Which side of the TCP/Unix connection this peer is: the connector speaks the greeting first and
+ * allocates even channel ids, the binder answers and allocates odd ids.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Role = "connector" | "binder"
+
+/**
+ * Settings of one connection.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ConnectionOptions {
+  readonly localId: string
+  readonly role: Role
+  /** The address dialled or bound, for diagnostics. */
+  readonly address: string
+  readonly greetingTimeout: Duration.Input
+  readonly limits: Limits
+  /** Capabilities announced in our HELLO. */
+  readonly capabilities: Headers.Headers
+  /** Bytes queued for writing above which `send` suspends until the writer catches up. */
+  readonly writeHighWaterMark: number
+  /** Called synchronously for every channel the remote opens. */
+  readonly onIncoming: (channel: ChannelImpl) => void
+}
+
+/**
+ * Why a connection could not be established or ended.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ConnectionError extends Schema.TaggedError<ConnectionError>()("ConnectionError", {
+  address: Schema.String,
+  stage: Schema.Literals(["dial", "greeting", "read", "write", "protocol", "closed"]),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.address}: ${this.stage}: ${this.detail}`
+  }
+}
+
+/**
+ * Counters of frames the connection dropped (as the original does) and processed.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Stats {
+  framesIn: number
+  framesOut: number
+  droppedUnknownChannel: number
+  droppedUnknownType: number
+  droppedDuplicateOpen: number
+  droppedAfterEnd: number
+}
+
+const emptyPayload = new Uint8Array(0)
+
+/**
+ * Live state of one connection. Created by `start`; methods are synchronous and safe to call from
+ * any fiber.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export class Connection {
+  readonly localId: string
+  readonly remoteId: string
+  readonly role: Role
+  readonly address: string
+  readonly channels = new Map<number, ChannelImpl>()
+  readonly stats: Stats = {
+    framesIn: 0,
+    framesOut: 0,
+    droppedUnknownChannel: 0,
+    droppedUnknownType: 0,
+    droppedDuplicateOpen: 0,
+    droppedAfterEnd: 0
+  }
+  /** Capabilities from the remote's HELLO; `undefined` for an original peer (or before it arrived). */
+  remoteCapabilities: Headers.Headers | undefined = undefined
+  /** Set once the connection is gone; channels opened afterwards fail at once. */
+  lostWith: Channel.ChannelError | undefined = undefined
+
+  private readonly encoder = new FrameEncoder()
+  private readonly options: ConnectionOptions
+  private writerWake: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  private writableWaiters: Array<(effect: Effect.Effect<void>) => void> = []
+  private nextCompact: number
+  private nextLegacy: number
+  private readonly closedDeferred = Deferred.makeUnsafe<ConnectionError>()
+  readonly writable: Effect.Effect<void>
+
+  constructor(options: ConnectionOptions, remoteId: string) {
+    this.options = options
+    this.localId = options.localId
+    this.remoteId = remoteId
+    this.role = options.role
+    this.address = options.address
+    this.nextCompact = options.role === "connector" ? 0 : 1
+    this.nextLegacy = LEGACY_CHANNEL_BASE + this.nextCompact
+    this.writable = Effect.callback<void>((resume) => {
+      if (this.encoder.pending < this.options.writeHighWaterMark || this.lostWith !== undefined) {
+        return resume(Effect.void)
+      }
+      this.writableWaiters.push(resume)
+    })
+  }
+
+  /** True while the connection can carry frames. */
+  get isOpen(): boolean {
+    return this.lostWith === undefined
+  }
+
+  /** Completes with the reason once the connection has ended. */
+  get closed(): Effect.Effect<ConnectionError> {
+    return Deferred.await(this.closedDeferred)
+  }
+
+  /** Bytes queued and not yet handed to the socket. */
+  get queuedBytes(): number {
+    return this.encoder.pending
+  }
+
+  /** Queues a frame for the writer fiber; dropped when the connection is gone. */
+  push(frame: Frame.Frame): void {
+    if (this.lostWith !== undefined) return
+    this.encoder.write(frame)
+    this.stats.framesOut++
+    const wake = this.writerWake
+    if (wake !== undefined) {
+      this.writerWake = undefined
+      wake(Effect.void)
+    }
+  }
+
+  /** Whether sends must wait for the writer (queued bytes above the high-water mark). */
+  get congested(): boolean {
+    return this.encoder.pending >= this.options.writeHighWaterMark
+  }
+
+  /** Opens a channel on this connection and sends its OPEN frame. */
+  open(method: string, headers: Headers.Headers): ChannelImpl {
+    const id = this.allocate()
+    const channel = new ChannelImpl(this, id, method, headers, "outgoing")
+    if (this.lostWith !== undefined) channel.lose(this.lostWith)
+    else {
+      this.channels.set(id, channel)
+      this.push(Frame.open(id, method, headers))
+    }
+    return channel
+  }
+
+  private allocate(): number {
+    const step = 2
+    if (this.remoteCapabilities !== undefined) {
+      let id = this.nextCompact
+      while (this.channels.has(id)) id = this.wrapCompact(id + step)
+      this.nextCompact = this.wrapCompact(id + step)
+      return id
+    }
+    let id = this.nextLegacy
+    while (this.channels.has(id)) id = this.wrapLegacy(id + step)
+    this.nextLegacy = this.wrapLegacy(id + step)
+    return id
+  }
+
+  private wrapCompact(id: number): number {
+    return id >= LEGACY_CHANNEL_BASE ? (this.role === "connector" ? 0 : 1) : id
+  }
+
+  private wrapLegacy(id: number): number {
+    return id >= CHANNEL_ID_LIMIT ? LEGACY_CHANNEL_BASE + (this.role === "connector" ? 0 : 1) : id
+  }
+
+  /** Dispatches one decoded frame (called by the read loop). */
+  readonly dispatch = (frame: Frame.Frame): void => {
+    this.stats.framesIn++
+    switch (frame.type) {
+      case FrameType.Data:
+        return this.handleData(frame)
+      case FrameType.Open:
+        return this.handleOpen(frame)
+      case FrameType.Hello:
+        return this.handleHello(frame)
+      default:
+        this.stats.droppedUnknownType++
+    }
+  }
+
+  private handleData(frame: Frame.Frame): void {
+    const channel = this.channels.get(frame.channel)
+    if (channel === undefined) {
+      this.stats.droppedUnknownChannel++
+      return
+    }
+    channel.receive(frame)
+  }
+
+  private handleOpen(frame: Frame.Frame): void {
+    if (this.channels.has(frame.channel)) {
+      this.stats.droppedDuplicateOpen++
+      return
+    }
+    const channel = new ChannelImpl(this, frame.channel, frame.method, frame.headers, "incoming")
+    this.channels.set(frame.channel, channel)
+    this.options.onIncoming(channel)
+  }
+
+  private handleHello(frame: Frame.Frame): void {
+    if (this.remoteCapabilities !== undefined) return
+    this.remoteCapabilities = frame.headers
+  }
+
+  /** Called by a channel once both halves ended (or it failed): frees its id. */
+  release(channel: ChannelImpl): void {
+    if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
+  }
+
+  /** Ends the connection: every channel on it fails with `ConnectionLost`. Idempotent. */
+  lose(error: ConnectionError): void {
+    if (this.lostWith !== undefined) return
+    const lost = new Channel.ChannelError({
+      reason: new Channel.ConnectionLost({ remoteId: this.remoteId, detail: error.message })
+    })
+    this.lostWith = lost
+    const channels = Array.from(this.channels.values())
+    this.channels.clear()
+    for (const channel of channels) channel.lose(lost)
+    this.releaseWaiters()
+    const wake = this.writerWake
+    if (wake !== undefined) {
+      this.writerWake = undefined
+      wake(Effect.void)
+    }
+    Deferred.doneUnsafe(this.closedDeferred, Exit.succeed(error))
+  }
+
+  private releaseWaiters(): void {
+    const waiters = this.writableWaiters
+    if (waiters.length === 0) return
+    this.writableWaiters = []
+    for (const resume of waiters) resume(Effect.void)
+  }
+
+  /** @internal the writer fiber: one socket write per wake-up with everything queued. */
+  writeLoop(writer: Socket.Writer): Effect.Effect<void, ConnectionError> {
+    const waitOutput = Effect.callback<void>((resume) => {
+      if (this.encoder.pending > 0 || this.lostWith !== undefined) return resume(Effect.void)
+      this.writerWake = resume
+      return Effect.sync(() => {
+        if (this.writerWake === resume) this.writerWake = undefined
+      })
+    })
+    const self = this
+    return Effect.gen(function*() {
+      while (self.lostWith === undefined) {
+        const bytes = self.encoder.flush()
+        if (bytes === undefined) {
+          yield* waitOutput
+          continue
+        }
+        const result = yield* Effect.result(writer.write(bytes))
+        if (Result.isFailure(result)) {
+          return yield* new ConnectionError({ address: self.address, stage: "write", detail: result.failure.message })
+        }
+        if (self.encoder.pending < self.options.writeHighWaterMark) self.releaseWaiters()
+      }
+    })
+  }
+
+  /** Takes whatever is queued (used for a last flush when closing). */
+  takeQueued(): Uint8Array | undefined {
+    return this.encoder.flush()
+  }
+}
+
+/**
+ * The connection's side of a channel: implements `Channel.Channel` and receives frames from the
+ * read loop.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export class ChannelImpl implements Channel.Channel {
+  readonly [Channel.TypeId] = Channel.TypeId
+  readonly connection: Connection
+  readonly id: number
+  readonly method: string
+  readonly headers: Headers.Headers
+  readonly direction: "outgoing" | "incoming"
+  readonly inbox = new Channel.Inbox()
+  readonly input: Channel.Channel["input"]
+  localEnded = false
+  remoteEnded = false
+  failure: Channel.ChannelError | undefined = undefined
+  private readonly latch = Latch.makeUnsafe(false)
+
+  constructor(
+    connection: Connection,
+    id: number,
+    method: string,
+    headers: Headers.Headers,
+    direction: "outgoing" | "incoming"
+  ) {
+    this.connection = connection
+    this.id = id
+    this.method = method
+    this.headers = headers
+    this.direction = direction
+    this.input = Channel.inboxStream(this.inbox)
+  }
+
+  get remoteId(): string {
+    return this.connection.remoteId
+  }
+
+  /** True once both halves ended or the channel failed. */
+  get isDone(): boolean {
+    return this.failure !== undefined || (this.localEnded && this.remoteEnded)
+  }
+
+  // --- receiving ---------------------------------------------------------------------------
+
+  /** @internal handles a DATA frame for this channel. */
+  receive(frame: Frame.Frame): void {
+    if (frame.error !== "") {
+      if (!frame.last) {
+        this.abort(new Channel.ChannelError({ reason: new Channel.RemoteAborted({ text: frame.error }) }))
+        return
+      }
+      if (this.remoteEnded) {
+        this.connection.stats.droppedAfterEnd++
+        return
+      }
+      this.remoteEnded = true
+      this.inbox.finish(
+        new Channel.ChannelError({
+          reason: new Channel.RemoteFailure(
+            frame.payload === null ? { text: frame.error } : { text: frame.error, payload: frame.payload }
+          )
+        })
+      )
+      this.settle()
+      return
+    }
+    if (this.remoteEnded) {
+      this.connection.stats.droppedAfterEnd++
+      return
+    }
+    if (frame.last) {
+      if (frame.payload !== null) this.inbox.offer(frame.payload)
+      this.remoteEnded = true
+      this.inbox.finish(undefined)
+      this.settle()
+      return
+    }
+    this.inbox.offer(frame.payload ?? emptyPayload)
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+
+  private closedError(): Channel.ChannelError {
+    return this.failure ?? new Channel.ChannelError({ reason: new Channel.ChannelClosed({ channel: this.id }) })
+  }
+
+  private sendFrame(frame: Frame.Frame, ends: boolean): Effect.Effect<void, Channel.ChannelError> {
+    if (this.failure !== undefined || this.localEnded) return Effect.fail(this.closedError())
+    if (ends) this.localEnded = true
+    this.connection.push(frame)
+    if (ends) this.settle()
+    return this.connection.congested ? this.connection.writable : Effect.void
+  }
+
+  readonly send = (payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
+    Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, false), false))
+
+  readonly sendLast = (payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
+    Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, true), true))
+
+  readonly end: Effect.Effect<void, Channel.ChannelError> = Effect.suspend(() =>
+    this.sendFrame(Frame.end(this.id), true)
+  )
+
+  readonly fail = (text: string, payload?: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
+    Effect.suspend(() => this.sendFrame(Frame.error(this.id, text === "" ? "error" : text, payload ?? null), true))
+
+  readonly cancel: Effect.Effect<void> = Effect.sync(() => this.cancelUnsafe())
+
+  readonly done: Effect.Effect<void> = this.latch.await
+
+  /** Aborts the channel locally and tells the remote (unless it is already done). */
+  cancelUnsafe(text: string = "CloseStream"): void {
+    if (this.isDone) return
+    this.connection.push(Frame.cancel(this.id, text))
+    this.abort(this.closedError())
+  }
+
+  /**
+   * Forgets the channel without telling the remote (e.g. after an early error reply, where the
+   * original sends no cancel either). Later frames for it are dropped as unknown.
+   */
+  detach(): void {
+    if (this.isDone) return
+    this.abort(this.closedError())
+  }
+
+  /** @internal the connection is gone. */
+  lose(error: Channel.ChannelError): void {
+    if (this.isDone) return
+    this.failure = error
+    this.inbox.finish(error)
+    this.latch.openUnsafe()
+  }
+
+  private abort(error: Channel.ChannelError): void {
+    if (this.failure !== undefined) return
+    this.failure = error
+    this.inbox.abort(error)
+    this.localEnded = true
+    this.remoteEnded = true
+    this.connection.release(this)
+    this.latch.openUnsafe()
+  }
+
+  private settle(): void {
+    if (this.localEnded && this.remoteEnded) {
+      this.connection.release(this)
+      this.latch.openUnsafe()
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting a connection
+// ---------------------------------------------------------------------------------------------
+
+const isCleanClose = (error: Socket.SocketError): boolean =>
+  error.reason._tag === "SocketCloseError" && error.reason.code === 1000
+
+const toBytes = (chunk: Uint8Array | string): Uint8Array =>
+  typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
+
+/**
+ * Performs the greeting on `socket`, then runs the connection in the current scope: a read loop
+ * and a writer fiber. Returns once the greeting succeeded; `connection.closed` tells when it ends.
+ * Closing the scope ends the connection (after a last flush of queued frames) and fails its
+ * channels with `ConnectionLost`.
+ *
+ * **Example** (Running a connection over a socket)
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { Socket } from "effect/socket"
+ * import * as Connection from "duplex/Connection"
+ * import * as Headers from "duplex/Headers"
+ * import { defaultLimits } from "duplex/Protocol"
+ * const run = (socket: Socket.Socket) =>
+ *   Connection.start(socket, {
+ *     localId: crypto.randomUUID(), role: "connector", address: "tcp://127.0.0.1:7000",
+ *     greetingTimeout: "10 seconds", limits: defaultLimits, capabilities: Headers.empty,
+ *     writeHighWaterMark: 1 << 20, onIncoming: (channel) => channel.cancelUnsafe()
+ *   }).pipe(Effect.flatMap((connection) => connection.closed), Effect.scoped)
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const start = (
+  socket: Socket.Socket,
+  options: ConnectionOptions
+): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const address = options.address
+    const reader = yield* socket.reader.pipe(
+      Effect.mapError((e) => new ConnectionError({ address, stage: "dial", detail: e.message }))
+    )
+    const writer = yield* socket.writer
+    const fail = (stage: ConnectionError["stage"], detail: string) => new ConnectionError({ address, stage, detail })
+
+    // --- greeting ---
+    const hello = new FrameEncoder()
+    hello.write(Frame.hello(options.capabilities))
+    const helloBytes = hello.flush()!
+    const ourGreeting = Greeting.encode(options.localId)
+    if (options.role === "connector") {
+      yield* writer.write(ourGreeting).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+    }
+    const greetingReader = new Greeting.GreetingReader()
+    const readGreeting = Effect.gen(function*() {
+      while (true) {
+        const chunks = yield* reader.pull
+        for (let i = 0; i < chunks.length; i++) {
+          const result = greetingReader.feed(toBytes(chunks[i]!))
+          if (Result.isFailure(result)) return yield* Effect.fail(result.failure)
+          const state = result.success
+          if (state._tag === "Done") {
+            const rest: Array<Uint8Array> = state.rest.length > 0 ? [state.rest] : []
+            for (let j = i + 1; j < chunks.length; j++) rest.push(toBytes(chunks[j]!))
+            return { id: state.id, rest }
+          }
+        }
+      }
+    })
+    const greeted = yield* readGreeting.pipe(
+      Effect.timeoutOrElse({
+        duration: options.greetingTimeout,
+        orElse: () =>
+          Effect.fail(
+            ProtocolError.fromReason(
+              "GreetingTimeout",
+              `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
+            )
+          )
+      }),
+      Effect.mapError((e) =>
+        e._tag === "ProtocolError"
+          ? fail("greeting", e.message)
+          : fail("greeting", isCleanClose(e) ? "closed before the greeting completed" : e.message)
+      )
+    )
+    if (options.role === "binder") {
+      const both = new Uint8Array(ourGreeting.length + helloBytes.length)
+      both.set(ourGreeting, 0)
+      both.set(helloBytes, ourGreeting.length)
+      yield* writer.write(both).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+    }
+
+    const connection = new Connection(options, greeted.id)
+    if (options.role === "connector") connection.push(Frame.hello(options.capabilities))
+
+    // --- the loops ---
+    const decoder = new FrameDecoder(options.limits)
+    const feed = (bytes: Uint8Array): ConnectionError | undefined => {
+      const error = decoder.feed(bytes, connection.dispatch)
+      return error === undefined ? undefined : fail("protocol", error.message)
+    }
+    const readLoop = Effect.gen(function*() {
+      for (const bytes of greeted.rest) {
+        const error = feed(bytes)
+        if (error !== undefined) return error
+      }
+      while (connection.isOpen) {
+        const result = yield* Effect.result(reader.pull)
+        if (Result.isFailure(result)) {
+          const e = result.failure
+          if (isCleanClose(e)) {
+            const truncated = decoder.finish()
+            return truncated === undefined
+              ? fail("closed", "remote closed the connection")
+              : fail("protocol", truncated.message)
+          }
+          return fail("read", e.message)
+        }
+        const chunks = result.success
+        for (let i = 0; i < chunks.length; i++) {
+          const error = feed(toBytes(chunks[i]!))
+          if (error !== undefined) return error
+        }
+      }
+      return fail("closed", "connection closed")
+    })
+
+    const scope = yield* Scope.Scope
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.gen(function*() {
+        const last = connection.takeQueued()
+        connection.lose(fail("closed", "closed locally"))
+        if (last !== undefined) yield* writer.write(last).pipe(Effect.timeout("1 second"), Effect.ignore)
+      })
+    )
+    yield* Effect.forkIn(
+      connection.writeLoop(writer).pipe(Effect.catch((error) => Effect.sync(() => connection.lose(error)))),
+      scope
+    )
+    yield* Effect.forkIn(
+      Effect.flatMap(readLoop, (error) => Effect.sync(() => connection.lose(error))),
+      scope
+    )
+    return connection
+  })

@@ -1,0 +1,501 @@
+/**
+ * The symmetric endpoint. A peer binds any number of addresses and connects to any number of
+ * remotes; on every connection, whichever side dialled, it opens and accepts channels the same way.
+ *
+ * - **Placement**: `open` puts a channel on the ready connections round-robin, or on the connection
+ *   to one remote peer id.
+ * - **Edge queue**: with no ready connection, an open waits in the peer's bounded edge queue and
+ *   goes out as soon as one is ready (opens before any `connect`/`bind` are legal). When the queue
+ *   is full the caller suspends (default) or fails with `EdgeQueueFull`.
+ * - **Reconnect**: `connect` keeps its address in the pool and redials with a `Schedule` when the
+ *   connection drops (default: exponential backoff from 50 ms, capped at 5 s, jittered). Connections
+ *   accepted by `bind` are not redialled by the binder.
+ * - **Failure**: channels on a dropped connection fail with `ConnectionLost`; opens still waiting
+ *   go to the next ready connection.
+ *
+ * Everything closes with the peer's scope: listeners, sockets, fibers and socket files.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import * as Stream from "effect/Stream"
+import * as Address from "./Address.ts"
+import type * as Channel from "./Channel.ts"
+import * as Connection from "./Connection.ts"
+import * as Frame from "./Frame.ts"
+import * as Greeting from "./Greeting.ts"
+import * as Headers from "./Headers.ts"
+import { defaultLimits, type Limits } from "./Protocol.ts"
+import * as Transport from "./Transport.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Settings of a peer. Every field is optional; see `defaults`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** This peer's id (a UUID sent in greetings). Default: a random v4 UUID. */
+  readonly id?: string | undefined
+  /** When to redial a `connect` address after a failed dial or a dropped connection. */
+  readonly reconnect?: Schedule.Schedule<unknown, unknown> | undefined
+  /** How long a dial may take before it counts as failed. */
+  readonly connectTimeout?: Duration.Input | undefined
+  /** How long to wait for the remote's greeting. */
+  readonly greetingTimeout?: Duration.Input | undefined
+  /** Receive limits of the frame decoder. */
+  readonly limits?: Partial<Limits> | undefined
+  /** Most opens waiting for a connection. */
+  readonly edgeQueueCapacity?: number | undefined
+  /** What `open` does when the edge queue is full: wait for room, or fail with `EdgeQueueFull`. */
+  readonly whenEdgeQueueFull?: "suspend" | "fail" | undefined
+  /** Bytes queued on one connection above which senders suspend until the socket drains. */
+  readonly writeHighWaterMark?: number | undefined
+  /** Incoming channels buffered for `accept`/`incoming` when no handler is set. */
+  readonly incomingCapacity?: number | undefined
+}
+
+/**
+ * The default reconnect schedule: exponential backoff from 50 ms, each delay capped at 5 s, with
+ * jitter; retries forever.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultReconnect: Schedule.Schedule<unknown, unknown> = Schedule.exponential("50 millis").pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(5)))),
+  Schedule.jittered
+)
+
+/**
+ * Default settings.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaults = {
+  connectTimeout: "10 seconds",
+  greetingTimeout: "10 seconds",
+  edgeQueueCapacity: 4096,
+  whenEdgeQueueFull: "suspend",
+  writeHighWaterMark: 1024 * 1024,
+  incomingCapacity: 4096
+} as const
+
+// ---------------------------------------------------------------------------------------------
+// Errors and events
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The edge queue is full and the peer was configured to fail fast.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class EdgeQueueFull extends Schema.TaggedError<EdgeQueueFull>()("EdgeQueueFull", {
+  capacity: Schema.Number
+}) {
+  override get message(): string {
+    return `edge queue full (${this.capacity} opens waiting for a connection)`
+  }
+}
+
+/**
+ * The peer's scope has closed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PeerClosed extends Schema.TaggedError<PeerClosed>()("PeerClosed", {}) {
+  override get message(): string {
+    return "peer is closed"
+  }
+}
+
+/**
+ * A connected remote peer, as seen from this peer.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteInfo {
+  /** The remote peer's id (its greeting UUID). */
+  readonly id: string
+  /** The address dialled (outgoing) or the listener that accepted it (incoming). */
+  readonly address: string
+  /** `"outgoing"` when this peer connected, `"incoming"` when it accepted. */
+  readonly direction: "outgoing" | "incoming"
+  /** Whether the remote announced Duplex extensions (`false` for an original peer). */
+  readonly duplex: boolean
+}
+
+/**
+ * A change in the set of connected remotes.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type PeerEvent =
+  | { readonly _tag: "Connected"; readonly remote: RemoteInfo }
+  | { readonly _tag: "Disconnected"; readonly remote: RemoteInfo; readonly reason: string }
+
+/**
+ * Options of `open`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface OpenOptions {
+  /** Headers of the OPEN frame. */
+  readonly headers?: Headers.Headers | Readonly<Record<string, string>> | undefined
+  /** Put the channel on the connection to this remote peer id (waits until it is connected). */
+  readonly remote?: string | undefined
+}
+
+/**
+ * Handles one incoming channel. The channel is cancelled if the handler returns before both halves
+ * ended.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Handler = (channel: Channel.Channel) => Effect.Effect<void, unknown>
+
+// ---------------------------------------------------------------------------------------------
+// The peer
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A Duplex peer.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Peer {
+  /** This peer's id. */
+  readonly id: string
+  /** Listens on an address until the peer closes; returns the bound address (real port for 0). */
+  readonly bind: (
+    address: string | Address.Address
+  ) => Effect.Effect<string, Address.AddressError | Transport.BindError>
+  /** Adds an address to the pool: dials it now and redials it whenever the connection drops. */
+  readonly connect: (address: string | Address.Address) => Effect.Effect<void, Address.AddressError>
+  /**
+   * Opens a channel; waits in the edge queue while no suitable connection is ready. The channel
+   * is cancelled when the scope closes unless both halves have ended.
+   */
+  readonly open: (
+    method: string,
+    options?: OpenOptions
+  ) => Effect.Effect<Channel.Channel, EdgeQueueFull | PeerClosed, Scope.Scope>
+  /** Sets the handler for incoming channels (one fiber per channel) until the scope closes. */
+  readonly serve: (handler: Handler) => Effect.Effect<void, never, Scope.Scope>
+  /** Incoming channels when no handler is set. */
+  readonly incoming: Stream.Stream<Channel.Channel>
+  /** The connected remotes. */
+  readonly remotes: Effect.Effect<ReadonlyArray<RemoteInfo>>
+  /** Connection changes from now on. */
+  readonly events: Stream.Stream<PeerEvent>
+  /** Waits until at least `count` remotes are connected. */
+  readonly awaitRemotes: (count: number) => Effect.Effect<void>
+  /** Number of opens waiting in the edge queue. */
+  readonly pendingOpens: Effect.Effect<number>
+  /** The live connections (diagnostics: channel tables, counters). */
+  readonly connections: Effect.Effect<ReadonlyArray<Connection.Connection>>
+}
+
+/**
+ * Service tag for a `Peer` provided by `layer`.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const Peer: Context.Service<Peer, Peer> = Context.Service<Peer>("duplex/Peer")
+
+interface Waiter {
+  readonly method: string
+  readonly headers: Headers.Headers
+  readonly remote: string | undefined
+  readonly resume: (effect: Effect.Effect<Connection.ChannelImpl, EdgeQueueFull | PeerClosed>) => void
+}
+
+/**
+ * Creates a peer that lives as long as the current scope.
+ *
+ * **Example** (Two peers on loopback)
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const program = Effect.gen(function*() {
+ *   const server = yield* Peer.make()
+ *   yield* server.serve((channel) => Effect.flatMap(Stream.runCollect(channel.input), () => channel.end))
+ *   const address = yield* server.bind("tcp://127.0.0.1:0")
+ *   const client = yield* Peer.make()
+ *   yield* client.connect(address)
+ *   const channel = yield* client.open("Echo.Hello")
+ *   yield* channel.sendLast(new TextEncoder().encode("hi"))
+ *   yield* Stream.runDrain(channel.input)
+ * }).pipe(Effect.scoped)
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const id = options.id ?? Greeting.makeId()
+    const limits: Limits = { ...defaultLimits, ...options.limits }
+    const reconnect = options.reconnect ?? defaultReconnect
+    const connectTimeout = options.connectTimeout ?? defaults.connectTimeout
+    const greetingTimeout = options.greetingTimeout ?? defaults.greetingTimeout
+    const edgeCapacity = options.edgeQueueCapacity ?? defaults.edgeQueueCapacity
+    const whenFull = options.whenEdgeQueueFull ?? defaults.whenEdgeQueueFull
+    const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
+    const capabilities = Headers.empty
+
+    const scope = yield* Scope.Scope
+    const fibers = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(fibers)()
+    const events = yield* PubSub.unbounded<PeerEvent>()
+    const incomingQueue = yield* Queue.bounded<Channel.Channel>(options.incomingCapacity ?? defaults.incomingCapacity)
+
+    let closed = false
+    const ready: Array<Connection.Connection> = []
+    const infos = new Map<Connection.Connection, RemoteInfo>()
+    let cursor = 0
+    let pending: Array<Waiter> = []
+    let overflow: Array<Waiter> = []
+    let remoteWaiters: Array<{ count: number; resume: (effect: Effect.Effect<void>) => void }> = []
+    let handler: Handler | undefined = undefined
+
+    // --- placement -------------------------------------------------------------------------
+
+    const pick = (remote: string | undefined): Connection.Connection | undefined => {
+      const n = ready.length
+      if (n === 0) return undefined
+      if (remote !== undefined) {
+        for (const c of ready) if (c.remoteId === remote && c.isOpen) return c
+        return undefined
+      }
+      for (let i = 0; i < n; i++) {
+        const c = ready[cursor++ % n]!
+        if (c.isOpen) return c
+      }
+      return undefined
+    }
+
+    const drainPending = (): void => {
+      if (pending.length === 0 || ready.length === 0) return
+      const still: Array<Waiter> = []
+      for (const waiter of pending) {
+        const connection = pick(waiter.remote)
+        if (connection === undefined) still.push(waiter)
+        else waiter.resume(Effect.succeed(connection.open(waiter.method, waiter.headers)))
+      }
+      pending = still
+      while (overflow.length > 0 && pending.length < edgeCapacity) {
+        const waiter = overflow.shift()!
+        const connection = pick(waiter.remote)
+        if (connection === undefined) pending.push(waiter)
+        else waiter.resume(Effect.succeed(connection.open(waiter.method, waiter.headers)))
+      }
+    }
+
+    const acquire = (method: string, headers: Headers.Headers, remote: string | undefined) =>
+      Effect.callback<Connection.ChannelImpl, EdgeQueueFull | PeerClosed>((resume) => {
+        if (closed) return resume(Effect.fail(new PeerClosed()))
+        const connection = pick(remote)
+        if (connection !== undefined) return resume(Effect.succeed(connection.open(method, headers)))
+        const waiter: Waiter = { method, headers, remote, resume }
+        if (pending.length < edgeCapacity) pending.push(waiter)
+        else if (whenFull === "fail") return resume(Effect.fail(new EdgeQueueFull({ capacity: edgeCapacity })))
+        else overflow.push(waiter)
+        return Effect.sync(() => {
+          pending = pending.filter((w) => w !== waiter)
+          overflow = overflow.filter((w) => w !== waiter)
+        })
+      })
+
+    const open: Peer["open"] = (method, openOptions) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const headers = openOptions?.headers === undefined ? Headers.empty : Headers.make(openOptions.headers)
+          const channel = yield* restore(acquire(method, headers, openOptions?.remote))
+          yield* Effect.addFinalizer(() => channel.cancel)
+          return channel
+        })
+      )
+
+    // --- incoming channels -----------------------------------------------------------------
+
+    const onIncoming = (channel: Connection.ChannelImpl): void => {
+      const h = handler
+      if (h !== undefined) {
+        runFork(h(channel).pipe(Effect.ignore({ log: true }), Effect.ensuring(channel.cancel)))
+        return
+      }
+      if (!Queue.offerUnsafe(incomingQueue, channel)) {
+        channel.connection.push(Frame.error(channel.id, "duplex: peer is not accepting channels"))
+        channel.detach()
+      }
+    }
+
+    // --- connection registry ---------------------------------------------------------------
+
+    const register = (connection: Connection.Connection, direction: "outgoing" | "incoming") => {
+      const info: RemoteInfo = { id: connection.remoteId, address: connection.address, direction, duplex: false }
+      infos.set(connection, info)
+      ready.push(connection)
+      PubSub.publishUnsafe(events, { _tag: "Connected", remote: info })
+      drainPending()
+      if (remoteWaiters.length > 0) {
+        const waiting = remoteWaiters
+        remoteWaiters = []
+        for (const w of waiting) {
+          if (ready.length >= w.count) w.resume(Effect.void)
+          else remoteWaiters.push(w)
+        }
+      }
+    }
+
+    const unregister = (connection: Connection.Connection, reason: string) => {
+      const info = infos.get(connection)
+      if (info === undefined) return
+      infos.delete(connection)
+      const i = ready.indexOf(connection)
+      if (i >= 0) ready.splice(i, 1)
+      PubSub.publishUnsafe(events, { _tag: "Disconnected", remote: info, reason })
+    }
+
+    const runConnection = (
+      socket: Socket.Socket,
+      role: Connection.Role,
+      address: string
+    ): Effect.Effect<Connection.ConnectionError, Connection.ConnectionError> =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const connection = yield* Connection.start(socket, {
+            localId: id,
+            role,
+            address,
+            greetingTimeout,
+            limits,
+            capabilities,
+            writeHighWaterMark,
+            onIncoming
+          })
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => unregister(connection, connection.lostWith?.message ?? "closed"))
+          )
+          register(connection, role === "connector" ? "outgoing" : "incoming")
+          const reason = yield* connection.closed
+          unregister(connection, reason.message)
+          return reason
+        })
+      )
+
+    // --- bind / connect --------------------------------------------------------------------
+
+    const bind: Peer["bind"] = (input) =>
+      Effect.gen(function*() {
+        const address = yield* Effect.fromResult(Address.fromInput(input))
+        let text = Address.format(address)
+        const bound = yield* Transport.listen(address, (socket) => Effect.ignore(runConnection(socket, "binder", text)))
+          .pipe(Scope.provide(scope))
+        text = Address.format(bound)
+        return text
+      })
+
+    const connect: Peer["connect"] = (input) =>
+      Effect.gen(function*() {
+        const address = yield* Effect.fromResult(Address.fromInput(input))
+        const text = Address.format(address)
+        const attempt = Effect.flatMap(
+          Transport.dial(address, connectTimeout),
+          (socket) => runConnection(socket, "connector", text)
+        )
+        const loop = Effect.gen(function*() {
+          while (!closed) {
+            // An established connection that ends restarts the schedule; dial failures follow it.
+            yield* Effect.retry(attempt, reconnect)
+          }
+        })
+        runFork(Effect.ignore(loop))
+      })
+
+    // --- lifecycle -------------------------------------------------------------------------
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        const waiting = [...pending, ...overflow]
+        pending = []
+        overflow = []
+        for (const w of waiting) w.resume(Effect.fail(new PeerClosed()))
+        for (const w of remoteWaiters) w.resume(Effect.void)
+        remoteWaiters = []
+      })
+    )
+
+    const peer: Peer = {
+      id,
+      bind,
+      connect,
+      open,
+      serve: (h) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            handler = h
+          }),
+          () =>
+            Effect.sync(() => {
+              if (handler === h) handler = undefined
+            })
+        ),
+      incoming: Stream.fromQueue(incomingQueue),
+      remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),
+      events: Stream.fromPubSub(events),
+      awaitRemotes: (count) =>
+        Effect.callback<void>((resume) => {
+          if (ready.length >= count || closed) return resume(Effect.void)
+          const entry = { count, resume }
+          remoteWaiters.push(entry)
+          return Effect.sync(() => {
+            remoteWaiters = remoteWaiters.filter((w) => w !== entry)
+          })
+        }),
+      pendingOpens: Effect.sync(() => pending.length + overflow.length),
+      connections: Effect.sync(() => ready.slice())
+    }
+    return peer
+  })
+
+/**
+ * A layer providing a `Peer`; it closes with the layer's scope.
+ *
+ * **Example** (Providing a peer)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const program = Effect.gen(function*() {
+ *   const peer = yield* Peer.Peer
+ *   yield* peer.connect("tcp://127.0.0.1:7000")
+ * }).pipe(Effect.provide(Peer.layer()))
+ * ```
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Peer> => Layer.effect(Peer, make(options))

@@ -1,0 +1,131 @@
+/**
+ * Moves bytes, never frames: dials and listens on TCP and Unix sockets through
+ * `@effect/platform-node` (`NodeSocket` / `NodeSocketServer` over `effect/socket`).
+ *
+ * - TCP sockets get `noDelay` (Duplex batches its own writes).
+ * - A Unix listener removes its socket file when its scope closes, and a stale file left by a
+ *   crashed process (nobody accepting on it) is replaced instead of failing the bind.
+ *
+ * @since 0.1.0
+ */
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Address from "./Address.ts"
+
+/**
+ * A listener could not be opened.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class BindError extends Schema.TaggedError<BindError>()("BindError", {
+  address: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `cannot bind ${this.address}: ${this.detail}`
+  }
+}
+
+/**
+ * Creates a client socket for `address`. The connection is made when the socket's reader is
+ * acquired (see `effect/socket`).
+ *
+ * **Example** (Dialling)
+ * ```ts
+ * import * as Address from "duplex/Address"
+ * import * as Transport from "duplex/Transport"
+ * const socket = Transport.dial(Address.tcp("127.0.0.1", 7000), "5 seconds")
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const dial = (address: Address.Address, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> =>
+  address._tag === "Tcp"
+    ? NodeSocket.makeNet({ host: address.host, port: address.port, noDelay: true, openTimeout })
+    : NodeSocket.makeNet({ path: address.path, openTimeout })
+
+/** Connects to a Unix path to learn whether something is listening there. */
+const probeUnix = (path: string): Effect.Effect<boolean> =>
+  Effect.callback<boolean>((resume) => {
+    const socket = Net.createConnection({ path })
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed(true))
+    })
+    socket.once("error", () => {
+      socket.destroy()
+      resume(Effect.succeed(false))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+const prepareUnixPath = (path: string, text: string): Effect.Effect<void, BindError> =>
+  Effect.gen(function*() {
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(path)
+    } catch {
+      return
+    }
+    if (!stat.isSocket()) return yield* new BindError({ address: text, detail: "path exists and is not a socket" })
+    if (yield* probeUnix(path)) return yield* new BindError({ address: text, detail: "address in use" })
+    try {
+      Fs.unlinkSync(path)
+    } catch (cause) {
+      return yield* new BindError({ address: text, detail: `cannot remove stale socket file: ${String(cause)}` })
+    }
+  })
+
+/**
+ * Listens on `address` and runs `handler` in its own fiber for every accepted socket, until the
+ * scope closes. Returns the bound address (with the real port when `0` was asked for).
+ *
+ * **Example** (An echo-less listener)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Address from "duplex/Address"
+ * import * as Transport from "duplex/Transport"
+ * const program = Transport.listen(Address.tcp("127.0.0.1", 0), () => Effect.void).pipe(Effect.scoped)
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const listen = <R>(
+  address: Address.Address,
+  handler: (socket: Socket.Socket) => Effect.Effect<void, never, R>
+): Effect.Effect<Address.Address, BindError, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const text = Address.format(address)
+    if (address._tag === "Unix") {
+      yield* prepareUnixPath(address.path, text)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          try {
+            Fs.unlinkSync(address.path)
+          } catch {
+            // already gone
+          }
+        })
+      )
+    }
+    const server = yield* NodeSocketServer.make(
+      address._tag === "Tcp" ? { host: address.host, port: address.port } : { path: address.path }
+    ).pipe(Effect.mapError((e) => new BindError({ address: text, detail: e.message })))
+    const onSocket = (socket: Socket.Socket) =>
+      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
+        if (Option.isSome(raw) && address._tag === "Tcp") raw.value.setNoDelay(true)
+        return handler(socket)
+      })
+    yield* Effect.forkScoped(server.run(onSocket))
+    const bound = server.address
+    if (bound._tag === "UnixPathAddress" || address._tag === "Unix") return address
+    return Address.tcp(address.host, bound.port)
+  })
