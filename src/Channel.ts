@@ -145,6 +145,11 @@ export interface Channel {
   readonly direction: "outgoing" | "incoming"
   /** Messages from the remote; ends on its EOF, fails with a `ChannelError`. Consume it once. */
   readonly input: Stream.Stream<Uint8Array, ChannelError>
+  /**
+   * Takes the next message; fails with `Cause.Done` after the remote's EOF (the cheapest way to
+   * read one reply). Do not mix with a running `input` stream.
+   */
+  readonly take: Effect.Effect<Uint8Array, ChannelError | Cause.Done>
   /** Sends one message. */
   readonly send: (payload: Uint8Array) => Effect.Effect<void, ChannelError>
   /** Sends one message and ends the output half in the same frame. */
@@ -190,7 +195,7 @@ export const sendAll = <E, R>(
   channel: Channel,
   stream: Stream.Stream<Uint8Array, E, R>
 ): Effect.Effect<void, ChannelError, R> =>
-  Stream.runForEach(stream, channel.send).pipe(
+  Stream.runForEach(stream, (payload) => channel.send(payload)).pipe(
     Effect.matchEffect({
       onSuccess: () => channel.end,
       onFailure: (e) =>
@@ -203,37 +208,35 @@ export const sendAll = <E, R>(
 // ---------------------------------------------------------------------------------------------
 
 type Pull = Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array>, ChannelError | Cause.Done>
-type Resume = (effect: Pull) => void
 
 const doneEffect: Effect.Effect<never, Cause.Done> = Cause.done()
 
 /**
  * Unbounded mailbox for incoming messages, written synchronously by the connection's read loop and
- * read in batches by the channel's `input` stream.
+ * read either one message at a time (`take`) or in batches (`pull`, used by `input`).
  *
  * @internal
  */
 export class Inbox {
   private items: Array<Uint8Array> = []
+  private head = 0
   private state: "open" | "eof" | ChannelError = "open"
-  private waiter: Resume | undefined = undefined
+  private waiter: (() => void) | undefined = undefined
 
   get size(): number {
-    return this.items.length
+    return this.items.length - this.head
   }
 
   offer(item: Uint8Array): void {
     if (this.state !== "open") return
-    const waiter = this.waiter
-    if (waiter !== undefined) {
-      this.waiter = undefined
-      waiter(Effect.succeed([item]))
-    } else this.items.push(item)
+    this.items.push(item)
+    this.wake()
   }
 
-  /** Ends after buffered items, with EOF (`undefined`) or an error. */
-  finish(error: ChannelError | undefined): void {
+  /** Ends after buffered items (plus `last`, if given), with EOF (`undefined`) or an error. */
+  finish(error: ChannelError | undefined, last?: Uint8Array): void {
     if (this.state !== "open") return
+    if (last !== undefined) this.items.push(last)
     this.state = error ?? "eof"
     this.wake()
   }
@@ -242,35 +245,73 @@ export class Inbox {
   abort(error: ChannelError): void {
     if (this.state !== "open" && this.state !== "eof") return
     this.items = []
+    this.head = 0
     this.state = error
     this.wake()
   }
 
   private wake(): void {
     const waiter = this.waiter
-    if (waiter !== undefined && this.items.length === 0) {
+    if (waiter !== undefined) {
       this.waiter = undefined
-      waiter(this.terminal())
+      waiter()
     }
   }
 
-  private terminal(): Pull {
+  private terminal(): Effect.Effect<never, ChannelError | Cause.Done> {
     const state = this.state
     return typeof state === "string" ? doneEffect : Effect.fail(state)
   }
 
-  readonly pull: Pull = Effect.callback<Arr.NonEmptyReadonlyArray<Uint8Array>, ChannelError | Cause.Done>((resume) => {
-    const items = this.items
-    if (Arr.isArrayNonEmpty(items)) {
-      this.items = []
-      return resume(Effect.succeed(items))
-    }
-    if (this.state !== "open") return resume(this.terminal())
-    this.waiter = resume
-    return Effect.sync(() => {
-      if (this.waiter === resume) this.waiter = undefined
+  private wait<A>(attempt: () => Effect.Effect<A, ChannelError | Cause.Done> | undefined) {
+    return Effect.callback<A, ChannelError | Cause.Done>((resume) => {
+      const now = attempt()
+      if (now !== undefined) return resume(now)
+      const waiter = () => {
+        const next = attempt()
+        if (next !== undefined) resume(next)
+      }
+      this.waiter = waiter
+      return Effect.sync(() => {
+        if (this.waiter === waiter) this.waiter = undefined
+      })
     })
-  })
+  }
+
+  private readonly attemptPull = (): Pull | undefined => {
+    const items = this.items
+    if (items.length > this.head) {
+      const out = this.head === 0 ? items : items.slice(this.head)
+      this.items = []
+      this.head = 0
+      if (Arr.isArrayNonEmpty(out)) return Effect.succeed(out)
+    }
+    return this.state === "open" ? undefined : this.terminal()
+  }
+
+  private readonly attemptTake = (): Effect.Effect<Uint8Array, ChannelError | Cause.Done> | undefined => {
+    const items = this.items
+    if (items.length > this.head) {
+      const item = items[this.head]!
+      this.head++
+      if (this.head === items.length) {
+        this.items = []
+        this.head = 0
+      }
+      return Effect.succeed(item)
+    }
+    return this.state === "open" ? undefined : this.terminal()
+  }
+
+  /** Resumes with every buffered message at once, or waits for the next one. */
+  get pull(): Pull {
+    return this.wait(this.attemptPull)
+  }
+
+  /** Resumes with the next message only. */
+  get take(): Effect.Effect<Uint8Array, ChannelError | Cause.Done> {
+    return this.wait(this.attemptTake)
+  }
 }
 
 /**

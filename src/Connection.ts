@@ -157,11 +157,24 @@ export class Connection {
     return this.encoder.pending
   }
 
-  /** Queues a frame for the writer fiber; dropped when the connection is gone. */
+  /**
+   * Queues a frame for the writer fiber; dropped when the connection is gone. The writer is woken
+   * at the end of the current event-loop turn, so every frame queued in this turn (by any fiber)
+   * goes out in one socket write.
+   */
   push(frame: Frame.Frame): void {
     if (this.lostWith !== undefined) return
     this.encoder.write(frame)
     this.stats.framesOut++
+    if (this.writerWake !== undefined && !this.wakeScheduled) {
+      this.wakeScheduled = true
+      setImmediate(this.wakeWriter)
+    }
+  }
+
+  private wakeScheduled = false
+  private readonly wakeWriter = (): void => {
+    this.wakeScheduled = false
     const wake = this.writerWake
     if (wake !== undefined) {
       this.writerWake = undefined
@@ -318,18 +331,17 @@ export class Connection {
  * @since 0.1.0
  */
 export class ChannelImpl implements Channel.Channel {
-  readonly [Channel.TypeId] = Channel.TypeId
+  readonly [Channel.TypeId]: typeof Channel.TypeId = Channel.TypeId
   readonly connection: Connection
   readonly id: number
   readonly method: string
   readonly headers: Headers.Headers
   readonly direction: "outgoing" | "incoming"
   readonly inbox = new Channel.Inbox()
-  readonly input: Channel.Channel["input"]
   localEnded = false
   remoteEnded = false
   failure: Channel.ChannelError | undefined = undefined
-  private readonly latch = Latch.makeUnsafe(false)
+  private latch: Latch.Latch | undefined = undefined
 
   constructor(
     connection: Connection,
@@ -343,11 +355,18 @@ export class ChannelImpl implements Channel.Channel {
     this.method = method
     this.headers = headers
     this.direction = direction
-    this.input = Channel.inboxStream(this.inbox)
   }
 
   get remoteId(): string {
     return this.connection.remoteId
+  }
+
+  get input(): Channel.Channel["input"] {
+    return Channel.inboxStream(this.inbox)
+  }
+
+  get take(): Channel.Channel["take"] {
+    return this.inbox.take
   }
 
   /** True once both halves ended or the channel failed. */
@@ -369,6 +388,7 @@ export class ChannelImpl implements Channel.Channel {
         return
       }
       this.remoteEnded = true
+      this.settle()
       this.inbox.finish(
         new Channel.ChannelError({
           reason: new Channel.RemoteFailure(
@@ -376,7 +396,6 @@ export class ChannelImpl implements Channel.Channel {
           )
         })
       )
-      this.settle()
       return
     }
     if (this.remoteEnded) {
@@ -384,10 +403,10 @@ export class ChannelImpl implements Channel.Channel {
       return
     }
     if (frame.last) {
-      if (frame.payload !== null) this.inbox.offer(frame.payload)
+      // State first: waking the reader may run its fiber synchronously.
       this.remoteEnded = true
-      this.inbox.finish(undefined)
       this.settle()
+      this.inbox.finish(undefined, frame.payload ?? undefined)
       return
     }
     this.inbox.offer(frame.payload ?? emptyPayload)
@@ -399,7 +418,8 @@ export class ChannelImpl implements Channel.Channel {
     return this.failure ?? new Channel.ChannelError({ reason: new Channel.ChannelClosed({ channel: this.id }) })
   }
 
-  private sendFrame(frame: Frame.Frame, ends: boolean): Effect.Effect<void, Channel.ChannelError> {
+  /** @internal queues a frame of this channel; `ends` marks the end of the output half. */
+  sendFrame(frame: Frame.Frame, ends: boolean): Effect.Effect<void, Channel.ChannelError> {
     if (this.failure !== undefined || this.localEnded) return Effect.fail(this.closedError())
     if (ends) this.localEnded = true
     this.connection.push(frame)
@@ -407,22 +427,32 @@ export class ChannelImpl implements Channel.Channel {
     return this.connection.congested ? this.connection.writable : Effect.void
   }
 
-  readonly send = (payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
-    Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, false), false))
+  send(payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> {
+    return Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, false), false))
+  }
 
-  readonly sendLast = (payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
-    Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, true), true))
+  sendLast(payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> {
+    return Effect.suspend(() => this.sendFrame(Frame.data(this.id, payload, true), true))
+  }
 
-  readonly end: Effect.Effect<void, Channel.ChannelError> = Effect.suspend(() =>
-    this.sendFrame(Frame.end(this.id), true)
-  )
+  get end(): Effect.Effect<void, Channel.ChannelError> {
+    return Effect.suspend(() => this.sendFrame(Frame.end(this.id), true))
+  }
 
-  readonly fail = (text: string, payload?: Uint8Array): Effect.Effect<void, Channel.ChannelError> =>
-    Effect.suspend(() => this.sendFrame(Frame.error(this.id, text === "" ? "error" : text, payload ?? null), true))
+  fail(text: string, payload?: Uint8Array): Effect.Effect<void, Channel.ChannelError> {
+    return Effect.suspend(() =>
+      this.sendFrame(Frame.error(this.id, text === "" ? "error" : text, payload ?? null), true)
+    )
+  }
 
-  readonly cancel: Effect.Effect<void> = Effect.sync(() => this.cancelUnsafe())
+  get cancel(): Effect.Effect<void> {
+    return Effect.sync(() => this.cancelUnsafe())
+  }
 
-  readonly done: Effect.Effect<void> = this.latch.await
+  get done(): Effect.Effect<void> {
+    if (this.latch === undefined) this.latch = Latch.makeUnsafe(this.isDone)
+    return this.latch.await
+  }
 
   /** Aborts the channel locally and tells the remote (unless it is already done). */
   cancelUnsafe(text: string = "CloseStream"): void {
@@ -444,24 +474,24 @@ export class ChannelImpl implements Channel.Channel {
   lose(error: Channel.ChannelError): void {
     if (this.isDone) return
     this.failure = error
+    this.latch?.openUnsafe()
     this.inbox.finish(error)
-    this.latch.openUnsafe()
   }
 
   private abort(error: Channel.ChannelError): void {
     if (this.failure !== undefined) return
     this.failure = error
-    this.inbox.abort(error)
     this.localEnded = true
     this.remoteEnded = true
     this.connection.release(this)
-    this.latch.openUnsafe()
+    this.latch?.openUnsafe()
+    this.inbox.abort(error)
   }
 
   private settle(): void {
     if (this.localEnded && this.remoteEnded) {
       this.connection.release(this)
-      this.latch.openUnsafe()
+      this.latch?.openUnsafe()
     }
   }
 }

@@ -275,7 +275,8 @@ export class FrameEncoder {
 export const encodeFrame = (frame: Frame): Uint8Array => {
   const encoder = new FrameEncoder()
   encoder.write(frame)
-  return encoder.flush()!.slice()
+  // A copy into a fresh, exactly-sized buffer: `Buffer#slice` would be a view on the 64 KiB slab.
+  return new Uint8Array(encoder.flush()!)
 }
 
 // ---------------------------------------------------------------------------------------------

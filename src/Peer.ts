@@ -329,15 +329,13 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
         })
       })
 
-    const open: Peer["open"] = (method, openOptions) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
-          const headers = openOptions?.headers === undefined ? Headers.empty : Headers.make(openOptions.headers)
-          const channel = yield* restore(acquire(method, headers, openOptions?.remote))
-          yield* Effect.addFinalizer(() => channel.cancel)
-          return channel
-        })
+    const open: Peer["open"] = (method, openOptions) => {
+      const headers = openOptions?.headers === undefined ? Headers.empty : Headers.make(openOptions.headers)
+      const acquired = acquire(method, headers, openOptions?.remote)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(acquired), (channel) => Effect.as(Effect.addFinalizer(() => channel.cancel), channel))
       )
+    }
 
     // --- incoming channels -----------------------------------------------------------------
 
