@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type { Frame } from "./Frame.ts"
 import type * as Headers from "./Headers.ts"
 
 /**
@@ -212,12 +213,29 @@ type Pull = Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array>, ChannelError | 
 const doneEffect: Effect.Effect<never, Cause.Done> = Cause.done()
 
 /**
+ * Where a channel delivers what the remote sends. The default is an `Inbox` (behind `input` and
+ * `take`); the RPC layer installs its own sink to handle frames synchronously without buffering.
+ * The frame is passed along for its headers.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Sink {
+  /** One message (a DATA frame without error). */
+  offer(item: Uint8Array, frame: Frame): void
+  /** The remote's half ended: EOF (`error` undefined, with an optional final message) or an error. */
+  finish(error: ChannelError | undefined, last: Uint8Array | undefined, frame: Frame | undefined): void
+  /** The channel was aborted (remote cancel, local cancel): drop anything buffered. */
+  abort(error: ChannelError): void
+}
+
+/**
  * Unbounded mailbox for incoming messages, written synchronously by the connection's read loop and
  * read either one message at a time (`take`) or in batches (`pull`, used by `input`).
  *
  * @internal
  */
-export class Inbox {
+export class Inbox implements Sink {
   private items: Array<Uint8Array> = []
   private head = 0
   private state: "open" | "eof" | ChannelError = "open"
@@ -227,14 +245,14 @@ export class Inbox {
     return this.items.length - this.head
   }
 
-  offer(item: Uint8Array): void {
+  offer(item: Uint8Array, _frame?: Frame): void {
     if (this.state !== "open") return
     this.items.push(item)
     this.wake()
   }
 
   /** Ends after buffered items (plus `last`, if given), with EOF (`undefined`) or an error. */
-  finish(error: ChannelError | undefined, last?: Uint8Array): void {
+  finish(error: ChannelError | undefined, last?: Uint8Array, _frame?: Frame): void {
     if (this.state !== "open") return
     if (last !== undefined) this.items.push(last)
     this.state = error ?? "eof"

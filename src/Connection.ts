@@ -337,7 +337,9 @@ export class ChannelImpl implements Channel.Channel {
   readonly method: string
   readonly headers: Headers.Headers
   readonly direction: "outgoing" | "incoming"
-  readonly inbox = new Channel.Inbox()
+  private inboxValue: Channel.Inbox | undefined = undefined
+  /** Receives the remote's messages; defaults to an `Inbox` (behind `input` / `take`). */
+  sink: Channel.Sink | undefined = undefined
   localEnded = false
   remoteEnded = false
   failure: Channel.ChannelError | undefined = undefined
@@ -359,6 +361,19 @@ export class ChannelImpl implements Channel.Channel {
 
   get remoteId(): string {
     return this.connection.remoteId
+  }
+
+  /** The default sink, created on first use. */
+  get inbox(): Channel.Inbox {
+    if (this.inboxValue === undefined) {
+      this.inboxValue = new Channel.Inbox()
+      this.sink ??= this.inboxValue
+    }
+    return this.inboxValue
+  }
+
+  private get target(): Channel.Sink {
+    return this.sink ?? this.inbox
   }
 
   get input(): Channel.Channel["input"] {
@@ -389,12 +404,14 @@ export class ChannelImpl implements Channel.Channel {
       }
       this.remoteEnded = true
       this.settle()
-      this.inbox.finish(
+      this.target.finish(
         new Channel.ChannelError({
           reason: new Channel.RemoteFailure(
             frame.payload === null ? { text: frame.error } : { text: frame.error, payload: frame.payload }
           )
-        })
+        }),
+        undefined,
+        frame
       )
       return
     }
@@ -406,10 +423,10 @@ export class ChannelImpl implements Channel.Channel {
       // State first: waking the reader may run its fiber synchronously.
       this.remoteEnded = true
       this.settle()
-      this.inbox.finish(undefined, frame.payload ?? undefined)
+      this.target.finish(undefined, frame.payload ?? undefined, frame)
       return
     }
-    this.inbox.offer(frame.payload ?? emptyPayload)
+    this.target.offer(frame.payload ?? emptyPayload, frame)
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -425,6 +442,18 @@ export class ChannelImpl implements Channel.Channel {
     this.connection.push(frame)
     if (ends) this.settle()
     return this.connection.congested ? this.connection.writable : Effect.void
+  }
+
+  /**
+   * Queues a frame synchronously; returns `false` when the half is already closed. Used by the
+   * RPC layer on its hot path.
+   */
+  pushUnsafe(frame: Frame.Frame, ends: boolean): boolean {
+    if (this.failure !== undefined || this.localEnded) return false
+    if (ends) this.localEnded = true
+    this.connection.push(frame)
+    if (ends) this.settle()
+    return true
   }
 
   send(payload: Uint8Array): Effect.Effect<void, Channel.ChannelError> {
@@ -475,7 +504,7 @@ export class ChannelImpl implements Channel.Channel {
     if (this.isDone) return
     this.failure = error
     this.latch?.openUnsafe()
-    this.inbox.finish(error)
+    this.target.finish(error, undefined, undefined)
   }
 
   private abort(error: Channel.ChannelError): void {
@@ -485,7 +514,7 @@ export class ChannelImpl implements Channel.Channel {
     this.remoteEnded = true
     this.connection.release(this)
     this.latch?.openUnsafe()
-    this.inbox.abort(error)
+    this.target.abort(error)
   }
 
   private settle(): void {

@@ -21,6 +21,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import { constVoid } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -204,6 +205,23 @@ export interface Peer {
   ) => Effect.Effect<Channel.Channel, EdgeQueueFull | PeerClosed, Scope.Scope>
   /** Sets the handler for incoming channels (one fiber per channel) until the scope closes. */
   readonly serve: (handler: Handler) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Advanced (used by the RPC server): handles every incoming channel synchronously inside the
+   * connection's read loop, before any of its frames is dispatched. Takes precedence over `serve`.
+   */
+  readonly serveUnsafe: (handler: (channel: Connection.ChannelImpl) => void) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Advanced (used by the RPC client): places a channel like `open`, calling `onPlaced` synchronously
+   * once it is on a connection (possibly at once) or `onFail`. Returns a function that removes a
+   * still-waiting open from the edge queue. The caller owns the channel (no scope).
+   */
+  readonly placeUnsafe: (
+    method: string,
+    headers: Headers.Headers,
+    remote: string | undefined,
+    onPlaced: (channel: Connection.ChannelImpl) => void,
+    onFail: (error: EdgeQueueFull | PeerClosed) => void
+  ) => () => void
   /** Incoming channels when no handler is set. */
   readonly incoming: Stream.Stream<Channel.Channel>
   /** The connected remotes. */
@@ -230,7 +248,8 @@ interface Waiter {
   readonly method: string
   readonly headers: Headers.Headers
   readonly remote: string | undefined
-  readonly resume: (effect: Effect.Effect<Connection.ChannelImpl, EdgeQueueFull | PeerClosed>) => void
+  readonly onPlaced: (channel: Connection.ChannelImpl) => void
+  readonly onFail: (error: EdgeQueueFull | PeerClosed) => void
 }
 
 /**
@@ -280,6 +299,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     let overflow: Array<Waiter> = []
     let remoteWaiters: Array<{ count: number; resume: (effect: Effect.Effect<void>) => void }> = []
     let handler: Handler | undefined = undefined
+    let rawHandler: ((channel: Connection.ChannelImpl) => void) | undefined = undefined
 
     // --- placement -------------------------------------------------------------------------
 
@@ -303,30 +323,49 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
       for (const waiter of pending) {
         const connection = pick(waiter.remote)
         if (connection === undefined) still.push(waiter)
-        else waiter.resume(Effect.succeed(connection.open(waiter.method, waiter.headers)))
+        else waiter.onPlaced(connection.open(waiter.method, waiter.headers))
       }
       pending = still
       while (overflow.length > 0 && pending.length < edgeCapacity) {
         const waiter = overflow.shift()!
         const connection = pick(waiter.remote)
         if (connection === undefined) pending.push(waiter)
-        else waiter.resume(Effect.succeed(connection.open(waiter.method, waiter.headers)))
+        else waiter.onPlaced(connection.open(waiter.method, waiter.headers))
+      }
+    }
+
+    const place: Peer["placeUnsafe"] = (method, headers, remote, onPlaced, onFail) => {
+      if (closed) {
+        onFail(new PeerClosed())
+        return constVoid
+      }
+      const connection = pick(remote)
+      if (connection !== undefined) {
+        onPlaced(connection.open(method, headers))
+        return constVoid
+      }
+      const waiter: Waiter = { method, headers, remote, onPlaced, onFail }
+      if (pending.length < edgeCapacity) pending.push(waiter)
+      else if (whenFull === "fail") {
+        onFail(new EdgeQueueFull({ capacity: edgeCapacity }))
+        return constVoid
+      } else overflow.push(waiter)
+      return () => {
+        pending = pending.filter((w) => w !== waiter)
+        overflow = overflow.filter((w) => w !== waiter)
       }
     }
 
     const acquire = (method: string, headers: Headers.Headers, remote: string | undefined) =>
       Effect.callback<Connection.ChannelImpl, EdgeQueueFull | PeerClosed>((resume) => {
-        if (closed) return resume(Effect.fail(new PeerClosed()))
-        const connection = pick(remote)
-        if (connection !== undefined) return resume(Effect.succeed(connection.open(method, headers)))
-        const waiter: Waiter = { method, headers, remote, resume }
-        if (pending.length < edgeCapacity) pending.push(waiter)
-        else if (whenFull === "fail") return resume(Effect.fail(new EdgeQueueFull({ capacity: edgeCapacity })))
-        else overflow.push(waiter)
-        return Effect.sync(() => {
-          pending = pending.filter((w) => w !== waiter)
-          overflow = overflow.filter((w) => w !== waiter)
-        })
+        const remove = place(
+          method,
+          headers,
+          remote,
+          (channel) => resume(Effect.succeed(channel)),
+          (error) => resume(Effect.fail(error))
+        )
+        return remove === constVoid ? undefined : Effect.sync(remove)
       })
 
     const open: Peer["open"] = (method, openOptions) => {
@@ -340,6 +379,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     // --- incoming channels -----------------------------------------------------------------
 
     const onIncoming = (channel: Connection.ChannelImpl): void => {
+      const raw = rawHandler
+      if (raw !== undefined) return raw(channel)
       const h = handler
       if (h !== undefined) {
         runFork(h(channel).pipe(Effect.ignore({ log: true }), Effect.ensuring(channel.cancel)))
@@ -442,7 +483,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
         const waiting = [...pending, ...overflow]
         pending = []
         overflow = []
-        for (const w of waiting) w.resume(Effect.fail(new PeerClosed()))
+        for (const w of waiting) w.onFail(new PeerClosed())
         for (const w of remoteWaiters) w.resume(Effect.void)
         remoteWaiters = []
       })
@@ -463,6 +504,17 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
               if (handler === h) handler = undefined
             })
         ),
+      serveUnsafe: (f) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            rawHandler = f
+          }),
+          () =>
+            Effect.sync(() => {
+              if (rawHandler === f) rawHandler = undefined
+            })
+        ),
+      placeUnsafe: place,
       incoming: Stream.fromQueue(incomingQueue),
       remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),
       events: Stream.fromPubSub(events),
