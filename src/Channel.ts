@@ -47,15 +47,17 @@ export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("Connec
 }
 
 /**
- * The remote ended its half with an error (an error text with `last = true`). `payload` holds the
- * frame's payload when the remote sent one (Duplex puts an encoded typed error there).
+ * The remote ended its half with an error (an error text with `last = true`). `payload` and
+ * `headers` are the frame's, when it had any (Duplex RPC puts the error kind in a header and an
+ * encoded typed error in the payload).
  *
  * @category errors
  * @since 0.1.0
  */
 export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFailure", {
   text: Schema.String,
-  payload: Schema.optional(Schema.Uint8Array)
+  payload: Schema.optional(Schema.Uint8Array),
+  headers: Schema.optional(Schema.Record(Schema.String, Schema.String))
 }) {
   override get message(): string {
     return `remote: ${this.text}`

@@ -406,9 +406,11 @@ export class ChannelImpl implements Channel.Channel {
       this.settle()
       this.target.finish(
         new Channel.ChannelError({
-          reason: new Channel.RemoteFailure(
-            frame.payload === null ? { text: frame.error } : { text: frame.error, payload: frame.payload }
-          )
+          reason: new Channel.RemoteFailure({
+            text: frame.error,
+            ...(frame.payload === null ? {} : { payload: frame.payload }),
+            ...(Headers.isEmpty(frame.headers) ? {} : { headers: frame.headers })
+          })
         }),
         undefined,
         frame

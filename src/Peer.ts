@@ -206,10 +206,12 @@ export interface Peer {
   /** Sets the handler for incoming channels (one fiber per channel) until the scope closes. */
   readonly serve: (handler: Handler) => Effect.Effect<void, never, Scope.Scope>
   /**
-   * Advanced (used by the RPC server): handles every incoming channel synchronously inside the
-   * connection's read loop, before any of its frames is dispatched. Takes precedence over `serve`.
+   * Advanced (used by the RPC server): handles incoming channels for `method` synchronously inside
+   * the connection's read loop, before any of their frames is dispatched. While any route exists,
+   * a channel for a method without a route (and no `serve` handler) is refused at once with the
+   * original's error text (`duplex: can't find method …`). Returns a function removing the route.
    */
-  readonly serveUnsafe: (handler: (channel: Connection.ChannelImpl) => void) => Effect.Effect<void, never, Scope.Scope>
+  readonly routeUnsafe: (method: string, handler: (channel: Connection.ChannelImpl) => void) => () => void
   /**
    * Advanced (used by the RPC client): places a channel like `open`, calling `onPlaced` synchronously
    * once it is on a connection (possibly at once) or `onFail`. Returns a function that removes a
@@ -243,6 +245,8 @@ export interface Peer {
  * @since 0.1.0
  */
 export const Peer: Context.Service<Peer, Peer> = Context.Service<Peer>("duplex/Peer")
+
+const unknownMethodHeaders = Headers.make({ "duplex-error": "unknown-method" })
 
 interface Waiter {
   readonly method: string
@@ -299,7 +303,22 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     let overflow: Array<Waiter> = []
     let remoteWaiters: Array<{ count: number; resume: (effect: Effect.Effect<void>) => void }> = []
     let handler: Handler | undefined = undefined
-    let rawHandler: ((channel: Connection.ChannelImpl) => void) | undefined = undefined
+    const routes = new Map<string, (channel: Connection.ChannelImpl) => void>()
+    const services = new Set<string>()
+    const rejectUnknown = (channel: Connection.ChannelImpl): void => {
+      const method = channel.method
+      const parts = method.split(".")
+      const text = parts.length !== 2
+        ? `duplex: service/method request ill-formed: ${method}`
+        : services.has(parts[0]!)
+        ? `duplex: can't find method ${method}`
+        : `duplex: can't find service ${method}`
+      channel.pushUnsafe(
+        Frame.make(1, channel.id, "", unknownMethodHeaders, text, true, null),
+        true
+      )
+      channel.detach()
+    }
 
     // --- placement -------------------------------------------------------------------------
 
@@ -379,8 +398,11 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     // --- incoming channels -----------------------------------------------------------------
 
     const onIncoming = (channel: Connection.ChannelImpl): void => {
-      const raw = rawHandler
-      if (raw !== undefined) return raw(channel)
+      if (routes.size > 0) {
+        const route = routes.get(channel.method)
+        if (route !== undefined) return route(channel)
+        if (handler === undefined) return rejectUnknown(channel)
+      }
       const h = handler
       if (h !== undefined) {
         runFork(h(channel).pipe(Effect.ignore({ log: true }), Effect.ensuring(channel.cancel)))
@@ -504,16 +526,14 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
               if (handler === h) handler = undefined
             })
         ),
-      serveUnsafe: (f) =>
-        Effect.acquireRelease(
-          Effect.sync(() => {
-            rawHandler = f
-          }),
-          () =>
-            Effect.sync(() => {
-              if (rawHandler === f) rawHandler = undefined
-            })
-        ),
+      routeUnsafe: (method, f) => {
+        routes.set(method, f)
+        const dot = method.indexOf(".")
+        if (dot > 0) services.add(method.slice(0, dot))
+        return () => {
+          if (routes.get(method) === f) routes.delete(method)
+        }
+      },
       placeUnsafe: place,
       incoming: Stream.fromQueue(incomingQueue),
       remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),

@@ -1,0 +1,483 @@
+/**
+ * A typed client for an `RpcGroup`, derived from its contracts: one method per procedure.
+ *
+ * | kind     | client method                                          |
+ * | -------- | ------------------------------------------------------ |
+ * | `unary`  | `(payload, options?) => Effect<Success, Error \| RpcClientError>` |
+ * | `server` | `(payload, options?) => Stream<Success, Error \| RpcClientError>` |
+ * | `client` | `(payloads: Stream, options?) => Effect<Success, …>`   |
+ * | `bidi`   | `(payloads: Stream, options?) => Stream<Success, …>`   |
+ *
+ * Each call is one channel, placed like any `Peer.open` (round-robin, or on `remote`), so calls may
+ * start before any connection exists: they wait in the peer's edge queue. Remote failures in the
+ * procedure's error Schema arrive as the same typed errors; everything else is an
+ * `RpcClientError`. Interrupting a call, or stopping to read a stream, cancels it on the wire.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Channel from "./Channel.ts"
+import * as Codec from "./Codec.ts"
+import type { ChannelImpl } from "./Connection.ts"
+import * as Frame from "./Frame.ts"
+import * as Headers from "./Headers.ts"
+import { compile, type Compiled } from "./internal/schemas.ts"
+import * as Peer from "./Peer.ts"
+import type * as Rpc from "./Rpc.ts"
+import {
+  BadRequest,
+  BadResponse,
+  Cancelled,
+  CodecUnsupported,
+  ConnectionLost,
+  DeadlineExceeded,
+  ERROR_KIND_HEADER,
+  ErrorKind,
+  RemoteDefect,
+  RemoteError,
+  RpcClientError,
+  TIMEOUT_HEADER,
+  Unavailable,
+  UnknownMethod
+} from "./RpcError.ts"
+import type * as RpcGroup from "./RpcGroup.ts"
+
+/**
+ * Per-call options (override the client's).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface CallOptions {
+  /** Request headers (merged over the client's). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** Deadline: travels as `duplex-timeout` and is enforced on both sides. */
+  readonly timeout?: Duration.Input | undefined
+  /** Place the call on the connection to this remote peer id. */
+  readonly remote?: string | undefined
+  /** Receives the response headers of the first reply frame. */
+  readonly onResponseHeaders?: ((headers: Headers.Headers) => void) | undefined
+}
+
+/**
+ * Client options.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Codec name (default `msgpack`); must be registered on both sides. */
+  readonly codec?: string | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly remote?: string | undefined
+}
+
+/**
+ * The client method for one procedure.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type MethodFor<R extends Rpc.Any> = R extends Rpc.Rpc<infer _Tag, infer K, infer P, infer S, infer E> ?
+  K extends "unary" ?
+    (payload: P["Type"], options?: CallOptions) => Effect.Effect<S["Type"], E["Type"] | RpcClientError>
+  : K extends "server" ?
+    (payload: P["Type"], options?: CallOptions) => Stream.Stream<S["Type"], E["Type"] | RpcClientError>
+  : K extends "client" ? <E2, R2>(
+      payloads: Stream.Stream<P["Type"], E2, R2>,
+      options?: CallOptions
+    ) => Effect.Effect<S["Type"], E["Type"] | RpcClientError | E2, R2>
+  : K extends "bidi" ? <E2, R2>(
+      payloads: Stream.Stream<P["Type"], E2, R2>,
+      options?: CallOptions
+    ) => Stream.Stream<S["Type"], E["Type"] | RpcClientError | E2, R2>
+  : never
+  : never
+
+/**
+ * A typed client: one method per procedure tag.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Client<R extends Rpc.Any> = {
+  readonly [Tag in R["_tag"]]: MethodFor<Extract<R, { readonly _tag: Tag }>>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error mapping
+// ---------------------------------------------------------------------------------------------
+
+const clientError = (reason: RpcClientError["reason"]) => new RpcClientError({ reason })
+
+const originalUnknown = /^duplex: (can't find (service|method) |service\/method request ill-formed: )/
+
+/** Maps an error frame (text, headers, payload) to a typed error or an `RpcClientError`. */
+const fromErrorFrame = (
+  method: string,
+  codec: Codec.Codec,
+  schemas: Compiled,
+  text: string,
+  headers: Headers.Headers | undefined,
+  payload: Uint8Array | null | undefined,
+  timeoutMillis: number
+): unknown => {
+  const kind = headers === undefined ? undefined : Headers.get(headers, ERROR_KIND_HEADER)
+  switch (kind) {
+    case ErrorKind.Failure: {
+      if (payload == null) return clientError(new RemoteError({ text }))
+      const decoded = schemas.decodeError(codec, payload)
+      return decoded._tag === "Right" ? decoded.value : clientError(new BadResponse({ text: decoded.error }))
+    }
+    case ErrorKind.Defect:
+      return clientError(new RemoteDefect({ text }))
+    case ErrorKind.UnknownMethod:
+      return clientError(new UnknownMethod({ method, text }))
+    case ErrorKind.BadRequest:
+      return clientError(new BadRequest({ text }))
+    case ErrorKind.Codec:
+      return clientError(new CodecUnsupported({ codec: codec.name }))
+    case ErrorKind.Deadline:
+      return clientError(new DeadlineExceeded({ timeoutMillis }))
+  }
+  if (originalUnknown.test(text)) return clientError(new UnknownMethod({ method, text }))
+  return clientError(new RemoteError({ text }))
+}
+
+const fromChannelError = (
+  method: string,
+  codec: Codec.Codec,
+  schemas: Compiled,
+  error: Channel.ChannelError,
+  timeoutMillis: number
+): unknown => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "RemoteFailure":
+      return fromErrorFrame(method, codec, schemas, reason.text, reason.headers, reason.payload, timeoutMillis)
+    case "ConnectionLost":
+      return clientError(new ConnectionLost({ text: reason.message }))
+    case "RemoteAborted":
+      return clientError(new Cancelled({ text: reason.text }))
+    case "ChannelClosed":
+      return clientError(new Cancelled({ text: reason.message }))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------------------------
+
+interface Method {
+  readonly name: string
+  readonly rpc: Rpc.Any
+  readonly schemas: Compiled
+}
+
+interface Settings {
+  readonly peer: Peer.Peer
+  readonly codec: Codec.Codec
+  readonly headers: Headers.Headers
+  readonly timeoutMillis: number | undefined
+  readonly remote: string | undefined
+}
+
+const resolveCall = (settings: Settings, options: CallOptions | undefined) => {
+  const timeoutMillis = options?.timeout !== undefined
+    ? Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+    : settings.timeoutMillis
+  let headers = settings.headers
+  if (options?.headers !== undefined) headers = Headers.merge(headers, Headers.make(options.headers))
+  if (timeoutMillis !== undefined) headers = Headers.set(headers, TIMEOUT_HEADER, String(Math.ceil(timeoutMillis)))
+  return { headers, timeoutMillis, remote: options?.remote ?? settings.remote }
+}
+
+const withTimeout = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  timeoutMillis: number | undefined
+): Effect.Effect<A, E | RpcClientError, R> =>
+  timeoutMillis === undefined ? effect : Effect.timeoutOrElse(effect, {
+    duration: timeoutMillis,
+    orElse: () => Effect.fail(clientError(new DeadlineExceeded({ timeoutMillis })))
+  })
+
+/** The one-reply sink: the first message (or error) settles the call. */
+const unaryCall = (
+  method: Method,
+  settings: Settings,
+  encodeInput: (channel: ChannelImpl) => void,
+  options: CallOptions | undefined,
+  call: { headers: Headers.Headers; timeoutMillis: number | undefined; remote: string | undefined },
+  startInput: ((channel: ChannelImpl) => void) | undefined
+) =>
+  Effect.callback<unknown, unknown>((resume) => {
+    const { codec } = settings
+    const { schemas, name } = method
+    const timeoutMillis = call.timeoutMillis ?? 0
+    let channel: ChannelImpl | undefined
+    let settled = false
+    const settle = (effect: Effect.Effect<unknown, unknown>) => {
+      if (settled) return
+      settled = true
+      resume(effect)
+    }
+    const sink: Channel.Sink = {
+      offer(item, frame) {
+        if (settled) return
+        if (options?.onResponseHeaders !== undefined) options.onResponseHeaders(frame.headers)
+        const decoded = schemas.decodeSuccess(codec, item)
+        settle(
+          decoded._tag === "Right"
+            ? Effect.succeed(decoded.value)
+            : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
+        )
+        if (channel !== undefined && !channel.isDone && !channel.remoteEnded) channel.detach()
+      },
+      finish(error, last, frame) {
+        if (last !== undefined && frame !== undefined) return sink.offer(last, frame)
+        if (settled) return
+        settle(Effect.fail(
+          error === undefined
+            ? clientError(new BadResponse({ text: "the call ended without a reply" }))
+            : fromChannelError(name, codec, schemas, error, timeoutMillis)
+        ))
+      },
+      abort(error) {
+        settle(Effect.fail(fromChannelError(name, codec, schemas, error, timeoutMillis)))
+      }
+    }
+    const remove = settings.peer.placeUnsafe(
+      name,
+      call.headers,
+      call.remote,
+      (placed) => {
+        channel = placed
+        placed.sink = sink
+        if (startInput !== undefined) startInput(placed)
+        else encodeInput(placed)
+      },
+      (error) => settle(Effect.fail(clientError(new Unavailable({ text: error.message }))))
+    )
+    return Effect.sync(() => {
+      remove()
+      if (channel !== undefined && !channel.isDone) channel.cancelUnsafe()
+      settled = true
+    })
+  })
+
+const encodeOrFail = (method: Method, codec: Codec.Codec, payload: unknown) => {
+  const encoded = method.schemas.encodePayload(codec, payload)
+  return encoded._tag === "Right"
+    ? Exit.succeed(encoded.value)
+    : Exit.fail(clientError(new BadRequest({ text: `cannot encode the request: ${encoded.error}` })))
+}
+
+/** Places a channel for a streaming call; cancelled when the scope closes unless done. */
+const acquireChannel = (settings: Settings, name: string, headers: Headers.Headers, remote: string | undefined) =>
+  Effect.acquireRelease(
+    Effect.callback<ChannelImpl, RpcClientError>((resume) => {
+      const remove = settings.peer.placeUnsafe(
+        name,
+        headers,
+        remote,
+        (channel) => resume(Effect.succeed(channel)),
+        (error) => resume(Effect.fail(clientError(new Unavailable({ text: error.message }))))
+      )
+      return Effect.sync(remove)
+    }),
+    (channel) => channel.cancel
+  )
+
+const replyStream = (
+  method: Method,
+  settings: Settings,
+  channel: ChannelImpl,
+  timeoutMillis: number | undefined,
+  options: CallOptions | undefined
+): Stream.Stream<unknown, unknown> => {
+  const { codec } = settings
+  let first = true
+  return channel.input.pipe(
+    Stream.mapError((error) => fromChannelError(method.name, codec, method.schemas, error, timeoutMillis ?? 0)),
+    Stream.mapEffect((bytes) => {
+      if (first) {
+        first = false
+        options?.onResponseHeaders?.(Headers.empty)
+      }
+      const decoded = method.schemas.decodeSuccess(codec, bytes)
+      return decoded._tag === "Right"
+        ? Effect.succeed(decoded.value)
+        : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
+    })
+  )
+}
+
+/** Fails a stream with `DeadlineExceeded` when it has not ended within the deadline. */
+const streamDeadline = <A, E, R>(
+  stream: Stream.Stream<A, E, R>,
+  timeoutMillis: number | undefined
+): Stream.Stream<A, E | RpcClientError, R> =>
+  timeoutMillis === undefined ? stream : Stream.interruptWhen(
+    stream,
+    Effect.flatMap(Effect.sleep(timeoutMillis), () => Effect.fail(clientError(new DeadlineExceeded({ timeoutMillis }))))
+  )
+
+/** Sends every payload of `payloads`, then ends (or fails) the output half. */
+const pump = <E2, R2>(
+  method: Method,
+  codec: Codec.Codec,
+  channel: ChannelImpl,
+  payloads: Stream.Stream<unknown, E2, R2>
+): Effect.Effect<void, never, R2> =>
+  Stream.runForEach(payloads, (payload): Effect.Effect<void, Channel.ChannelError | RpcClientError> => {
+    const encoded = encodeOrFail(method, codec, payload)
+    return Exit.isSuccess(encoded) ? channel.send(encoded.value) : encoded
+  }).pipe(
+    Effect.matchCauseEffect({
+      onSuccess: () => Effect.ignore(channel.end),
+      onFailure: (cause) => Effect.ignore(channel.fail(String(cause)))
+    })
+  )
+
+const makeMethod = (method: Method, settings: Settings): unknown => {
+  const { codec } = settings
+  switch (method.rpc.kind) {
+    case "unary":
+      return (payload: unknown, options?: CallOptions) => {
+        const encoded = encodeOrFail(method, codec, payload)
+        if (Exit.isFailure(encoded)) return encoded
+        const bytes = encoded.value
+        const call = resolveCall(settings, options)
+        return withTimeout(
+          unaryCall(
+            method,
+            settings,
+            (channel) => channel.pushUnsafe(Frame.data(channel.id, bytes, true), true),
+            options,
+            call,
+            undefined
+          ),
+          call.timeoutMillis
+        )
+      }
+    case "server":
+      return (payload: unknown, options?: CallOptions) => {
+        const encoded = encodeOrFail(method, codec, payload)
+        if (Exit.isFailure(encoded)) return Stream.fromEffect(encoded)
+        const call = resolveCall(settings, options)
+        const stream = Stream.unwrap(Effect.gen(function*() {
+          const channel = yield* acquireChannel(settings, method.name, call.headers, call.remote)
+          channel.pushUnsafe(Frame.data(channel.id, encoded.value, true), true)
+          return replyStream(method, settings, channel, call.timeoutMillis, options)
+        }))
+        return streamDeadline(stream, call.timeoutMillis)
+      }
+    case "client":
+      return <E2, R2>(payloads: Stream.Stream<unknown, E2, R2>, options?: CallOptions) => {
+        const call = resolveCall(settings, options)
+        return Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const context = yield* Effect.context<R2>()
+          let sender: Fiber.Fiber<void> | undefined
+          const reply = unaryCall(method, settings, () => {}, options, call, (channel) => {
+            sender = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
+          })
+          return yield* withTimeout(reply, call.timeoutMillis).pipe(
+            Effect.ensuring(Effect.suspend(() => sender === undefined ? Effect.void : Fiber.interrupt(sender))),
+            Effect.ensuring(Scope.close(scope, Exit.void))
+          )
+        })
+      }
+    case "bidi":
+      return <E2, R2>(payloads: Stream.Stream<unknown, E2, R2>, options?: CallOptions) => {
+        const call = resolveCall(settings, options)
+        return streamDeadline(
+          Stream.unwrap(Effect.gen(function*() {
+            const channel = yield* acquireChannel(settings, method.name, call.headers, call.remote)
+            yield* Effect.forkScoped(pump(method, codec, channel, payloads))
+            return replyStream(method, settings, channel, call.timeoutMillis, options)
+          })),
+          call.timeoutMillis
+        )
+      }
+  }
+}
+
+/**
+ * Builds a typed client for `group` over the `Peer` service.
+ *
+ * **Example** (Calling Arith.Add)
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * import * as Rpc from "duplex/Rpc"
+ * import * as RpcClient from "duplex/RpcClient"
+ * import * as RpcGroup from "duplex/RpcGroup"
+ * const Arith = RpcGroup.make(
+ *   Rpc.unary("Add", { payload: { A: Schema.Int, B: Schema.Int }, success: Schema.Struct({ C: Schema.Int }) })
+ * ).prefix("Arith.")
+ * const program = Effect.gen(function*() {
+ *   const peer = yield* Peer.make()
+ *   yield* peer.connect("tcp://127.0.0.1:7000")
+ *   const arith = yield* RpcClient.makeWith(peer, Arith)
+ *   return yield* arith.Add({ A: 7, B: 8 }) // { C: 15 }
+ * })
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = <R extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<R>,
+  options: Options = {}
+): Effect.Effect<Client<R>, RpcClientError, Peer.Peer> =>
+  Effect.flatMap(Effect.service(Peer.Peer), (peer) => makeWith(peer, group, options))
+
+/**
+ * Like `make`, with an explicit peer.
+ *
+ * **Example** (A client over a given peer)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * import * as RpcClient from "duplex/RpcClient"
+ * import * as RpcGroup from "duplex/RpcGroup"
+ * const Empty = RpcGroup.make()
+ * const program = Effect.flatMap(Peer.make(), (peer) => RpcClient.makeWith(peer, Empty))
+ * ```
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeWith = <R extends Rpc.Any>(
+  peer: Peer.Peer,
+  group: RpcGroup.RpcGroup<R>,
+  options: Options = {}
+): Effect.Effect<Client<R>, RpcClientError> =>
+  Effect.gen(function*() {
+    const registry = yield* Codec.Codecs
+    const codecName = options.codec ?? "msgpack"
+    const codec = registry.get(codecName)
+    if (codec === undefined) return yield* Effect.fail(clientError(new CodecUnsupported({ codec: codecName })))
+    let headers = options.headers === undefined ? Headers.empty : Headers.make(options.headers)
+    if (codecName !== "msgpack") headers = Headers.set(headers, Codec.CODEC_HEADER, codecName)
+    const settings: Settings = {
+      peer,
+      codec,
+      headers,
+      timeoutMillis: options.timeout === undefined
+        ? undefined
+        : Duration.toMillis(Duration.fromInputUnsafe(options.timeout)),
+      remote: options.remote
+    }
+    const client: Record<string, unknown> = {}
+    for (const [tag, rpc] of group.rpcs) {
+      client[tag] = makeMethod({ name: group.methodPrefix + tag, rpc, schemas: compile(rpc) }, settings)
+    }
+    // The methods above are built per procedure kind exactly as `Client<R>` describes.
+    return client as Client<R>
+  })

@@ -1,0 +1,97 @@
+/**
+ * Compiled Schema work for one procedure: payload, success and error parsers built once per codec
+ * representation ("binary" codecs see `Schema.encode` output as is; "json" codecs see the output of
+ * `Schema.toCodecJson`). Every function returns a small Either and never throws.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Codec from "../Codec.ts"
+import type * as Rpc from "../Rpc.ts"
+
+export type Either<A> = { readonly _tag: "Left"; readonly error: string } | {
+  readonly _tag: "Right"
+  readonly value: A
+}
+
+const left = (error: string): Either<never> => ({ _tag: "Left", error })
+const right = <A>(value: A): Either<A> => ({ _tag: "Right", value })
+
+interface Parsers {
+  readonly decode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  readonly encode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+}
+
+const parsers = (schema: Schema.Top, representation: Codec.Codec["representation"]): Parsers => {
+  // `Schema.Top` carries `unknown` services; procedures are declared without services, which the
+  // Rpc constructors guarantee, so the parsers need none.
+  const codec = (representation === "json" ? Schema.toCodecJson(schema) : schema) as Schema.Codec<unknown, unknown>
+  return { decode: Schema.decodeUnknownExit(codec), encode: Schema.encodeUnknownExit(codec) }
+}
+
+const describe = (exit: Exit.Exit<unknown, Schema.SchemaError>): string => {
+  if (Exit.isSuccess(exit)) return ""
+  const error = Cause.findErrorOption(exit.cause)
+  return Option.isSome(error) ? error.value.message : Cause.pretty(exit.cause)
+}
+
+/** @internal */
+export interface Compiled {
+  readonly decodePayload: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
+  readonly encodePayload: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+  readonly decodeSuccess: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
+  readonly encodeSuccess: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+  readonly decodeError: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
+  readonly encodeError: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+}
+
+const firstError = (exit: Exit.Exit<unknown, Schema.SchemaError>): string => {
+  if (Exit.isSuccess(exit)) return ""
+  const text = describe(exit)
+  return text.length > 500 ? `${text.slice(0, 500)}…` : text
+}
+
+const side = (schema: Schema.Top) => {
+  let binary: Parsers | undefined
+  let json: Parsers | undefined
+  const get = (codec: Codec.Codec): Parsers =>
+    codec.representation === "json" ? (json ??= parsers(schema, "json")) : (binary ??= parsers(schema, "binary"))
+  const decode = (codec: Codec.Codec, bytes: Uint8Array): Either<unknown> => {
+    let raw: unknown
+    try {
+      raw = codec.decode(bytes)
+    } catch (e) {
+      return left(`not valid ${codec.name}: ${e instanceof Error ? e.message : String(e)}`)
+    }
+    const exit = get(codec).decode(raw)
+    return Exit.isSuccess(exit) ? right(exit.value) : left(firstError(exit))
+  }
+  const encode = (codec: Codec.Codec, value: unknown): Either<Uint8Array> => {
+    const exit = get(codec).encode(value)
+    if (Exit.isFailure(exit)) return left(firstError(exit))
+    try {
+      return right(codec.encode(exit.value))
+    } catch (e) {
+      return left(`cannot encode with ${codec.name}: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
+  return { decode, encode }
+}
+
+/** @internal */
+export const compile = (rpc: Rpc.Any): Compiled => {
+  const payload = side(rpc.payloadSchema)
+  const success = side(rpc.successSchema)
+  const error = side(rpc.errorSchema)
+  return {
+    decodePayload: payload.decode,
+    encodePayload: payload.encode,
+    decodeSuccess: success.decode,
+    encodeSuccess: success.encode,
+    decodeError: error.decode,
+    encodeError: error.encode
+  }
+}
