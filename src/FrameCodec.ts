@@ -318,7 +318,7 @@ export class FrameDecoder {
   readonly limits: Limits
   private chunks: Array<Uint8Array> = []
   private buffered = 0
-  private need = 0
+  private readonly scanner = new FrameScanner()
   private failure: ProtocolError | undefined = undefined
   // parse state
   private data: Uint8Array = new Uint8Array(0)
@@ -353,35 +353,40 @@ export class FrameDecoder {
     try {
       let data = chunk
       if (this.buffered > 0) {
-        this.chunks.push(chunk)
-        this.buffered += chunk.length
-        if (this.buffered < this.need) return undefined
-        // Complete the partial frame by copying only as much of `chunk` as it needs; the rest of
-        // `chunk` is then parsed in place (zero copy).
-        const prevLen = this.buffered - chunk.length
-        let take = Math.min(chunk.length, Math.max(this.need - prevLen, 256))
-        for (;;) {
-          const head = concatHead(this.chunks, prevLen, take)
-          const end = this.one(head)
-          if (end >= 0) {
-            this.chunks = []
-            this.buffered = 0
-            this.need = 0
-            const frame = this.current!
-            this.current = undefined
-            onFrame(frame)
-            data = chunk.subarray(end - prevLen)
-            break
-          }
-          if (take === chunk.length) {
-            this.chunks = [head]
-            this.buffered = head.length
-            this.need = this.incomplete.need
-            this.data = emptyBytes
-            return undefined
-          }
-          take = Math.min(chunk.length, Math.max(take * 2, this.incomplete.need - prevLen))
+        // A frame is pending: find where it ends by scanning only the new bytes (resumable, so a
+        // frame arriving in many small pieces costs linear time), then parse it once.
+        const prevLen = this.buffered
+        const end = this.scanner.scan(chunk)
+        if (end === SCAN_TOO_LARGE) {
+          this.chunks.push(chunk)
+          this.buffered += chunk.length
+          return this.failPending("FrameTooLarge", `frame exceeds ${this.limits.maxFrameBytes} bytes`)
         }
+        if (end === SCAN_MORE) {
+          this.chunks.push(chunk)
+          this.buffered += chunk.length
+          return undefined
+        }
+        this.chunks.push(chunk)
+        const take = end === SCAN_GIVE_UP ? chunk.length : end
+        const head = concatHead(this.chunks, prevLen, take)
+        this.chunks = []
+        this.buffered = 0
+        const consumed = this.one(head)
+        if (consumed < 0) {
+          // Only possible after SCAN_GIVE_UP (input the scanner does not follow): keep it all.
+          this.chunks = [head]
+          this.buffered = head.length
+          this.data = emptyBytes
+          return undefined
+        }
+        const frame = this.current!
+        this.current = undefined
+        if (end !== SCAN_GIVE_UP && consumed !== head.length) {
+          this.raise("MalformedFrame", "frame boundary mismatch")
+        }
+        onFrame(frame)
+        data = end === SCAN_GIVE_UP ? head.subarray(consumed) : chunk.subarray(end)
       }
       this.run(data, onFrame)
       return undefined
@@ -421,8 +426,10 @@ export class FrameDecoder {
           const rest = data.subarray(pos)
           this.chunks = [rest]
           this.buffered = rest.length
-          this.need = this.incomplete.need - pos
           this.data = emptyBytes
+          if (this.scanner.start(rest, this.limits) === SCAN_TOO_LARGE) {
+            this.raise("FrameTooLarge", `frame exceeds ${this.limits.maxFrameBytes} bytes`)
+          }
           return
         }
         throw e
@@ -431,7 +438,6 @@ export class FrameDecoder {
       pos = this.pos
     }
     this.data = emptyBytes
-    this.need = 0
   }
 
   /**
@@ -441,9 +447,28 @@ export class FrameDecoder {
   finish(): ProtocolError | undefined {
     if (this.failure !== undefined) return this.failure
     if (this.buffered > 0) {
-      return this.fail("TruncatedFrame", `input ended inside a frame (${this.buffered} bytes pending)`)
+      return this.failPending("TruncatedFrame", `input ended inside a frame (${this.buffered} bytes pending)`)
     }
     return undefined
+  }
+
+  /**
+   * Fails for the pending partial frame, reporting the earliest violation in its bytes if there is
+   * one (so the error does not depend on how the input was chunked), else `reason`.
+   */
+  private failPending(reason: ProtocolErrorReason, detail: string): ProtocolError {
+    const pending = concatHead(
+      this.chunks,
+      this.buffered - this.chunks[this.chunks.length - 1]!.length,
+      this.chunks[this.chunks.length - 1]!.length
+    )
+    try {
+      this.one(pending)
+    } catch (e) {
+      if (e === this.invalid) return this.fail(this.invalid.reason, this.invalid.detail)
+      throw e
+    }
+    return this.fail(reason, detail)
   }
 
   private fail(reason: ProtocolErrorReason, detail: string): ProtocolError {
@@ -521,7 +546,7 @@ export class FrameDecoder {
     let last = false
     let payload: Uint8Array | null = null
     for (let i = 0; i < n; i++) {
-      const key = this.str("key", 64)
+      const key = this.str("key", this.limits.maxFrameBytes)
       switch (key) {
         case "Type":
           type = this.int("type")
@@ -762,6 +787,186 @@ export class FrameDecoder {
 }
 
 const emptyBytes = new Uint8Array(0)
+
+const SCAN_MORE = -1
+const SCAN_GIVE_UP = -2
+const SCAN_TOO_LARGE = -3
+
+/**
+ * Resumable finder of a frame's end: walks msgpack tokens with a stack of remaining element
+ * counts and a count of body bytes to skip, carrying its state across chunks. Used only while a
+ * frame is split over chunks, so each byte is looked at once however small the pieces are.
+ */
+class FrameScanner {
+  private stack: Array<number> = []
+  private skip = 0
+  private readonly header = new Uint8Array(9)
+  private headerLength = 0
+  private headerNeed = 0
+  private scanned = 0
+  private maxBytes = 0
+  private maxDepth = 0
+  private done = false
+  private gaveUp = false
+
+  /** Starts on the first bytes of a frame; returns SCAN_MORE, SCAN_TOO_LARGE or SCAN_GIVE_UP. */
+  start(bytes: Uint8Array, limits: Limits): number {
+    this.stack = [1]
+    this.skip = 0
+    this.headerLength = 0
+    this.headerNeed = 0
+    this.scanned = 0
+    this.maxBytes = limits.maxFrameBytes
+    this.maxDepth = limits.maxSkipDepth + 4
+    this.done = false
+    this.gaveUp = false
+    const r = this.scan(bytes)
+    return r >= 0 ? SCAN_GIVE_UP : r
+  }
+
+  /** Scans a new chunk: the offset just past the frame's end, or SCAN_MORE / _TOO_LARGE / _GIVE_UP. */
+  scan(bytes: Uint8Array): number {
+    if (this.gaveUp) return SCAN_GIVE_UP
+    const n = bytes.length
+    let p = 0
+    while (p < n) {
+      if (this.skip > 0) {
+        const k = Math.min(this.skip, n - p)
+        this.skip -= k
+        p += k
+        if (this.skip === 0 && this.valueDone()) return this.finish(p)
+        continue
+      }
+      const b = bytes[p++]!
+      if (this.headerNeed > 0) {
+        this.header[this.headerLength++] = b
+        if (this.headerLength < this.headerNeed) continue
+        const r = this.headerDone()
+        if (r !== SCAN_MORE) return r === 0 ? this.finish(p) : r
+        continue
+      }
+      const r = this.token(b)
+      if (r !== SCAN_MORE) return r === 0 ? this.finish(p) : r
+    }
+    this.scanned += n
+    return this.scanned > this.maxBytes ? SCAN_TOO_LARGE : SCAN_MORE
+  }
+
+  private finish(p: number): number {
+    if (this.scanned + p > this.maxBytes) return SCAN_TOO_LARGE
+    this.done = true
+    return p
+  }
+
+  /** Marks one value complete; true when the whole frame is. */
+  private valueDone(): boolean {
+    const stack = this.stack
+    while (stack.length > 0) {
+      const top = stack.length - 1
+      stack[top]!--
+      if (stack[top]! > 0) return false
+      stack.pop()
+    }
+    return true
+  }
+
+  private container(count: number): number {
+    if (count === 0) return this.valueDone() ? 0 : SCAN_MORE
+    if (this.stack.length >= this.maxDepth) {
+      this.gaveUp = true
+      return SCAN_GIVE_UP
+    }
+    this.stack.push(count)
+    return SCAN_MORE
+  }
+
+  private body(length: number): number {
+    if (length === 0) return this.valueDone() ? 0 : SCAN_MORE
+    if (length > this.maxBytes) return SCAN_TOO_LARGE
+    this.skip = length
+    return SCAN_MORE
+  }
+
+  private expectHeader(first: number, extra: number): number {
+    this.header[0] = first
+    this.headerLength = 1
+    this.headerNeed = 1 + extra
+    return SCAN_MORE
+  }
+
+  /** First byte of a token; returns 0 when the frame ended, else SCAN_* */
+  private token(b: number): number {
+    if (b < 0x80 || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return this.valueDone() ? 0 : SCAN_MORE
+    if (b <= 0x8f) return this.container(2 * (b & 0x0f))
+    if (b <= 0x9f) return this.container(b & 0x0f)
+    if (b <= 0xbf) return this.body(b & 0x1f)
+    switch (b) {
+      case 0xc4:
+      case 0xd9:
+      case 0xc7:
+        return this.expectHeader(b, 1)
+      case 0xc5:
+      case 0xda:
+      case 0xdc:
+      case 0xde:
+      case 0xc8:
+        return this.expectHeader(b, 2)
+      case 0xc6:
+      case 0xdb:
+      case 0xdd:
+      case 0xdf:
+      case 0xc9:
+        return this.expectHeader(b, 4)
+      case 0xca:
+      case 0xce:
+      case 0xd2:
+        return this.body(4)
+      case 0xcb:
+      case 0xcf:
+      case 0xd3:
+        return this.body(8)
+      case 0xcc:
+      case 0xd0:
+        return this.body(1)
+      case 0xcd:
+      case 0xd1:
+        return this.body(2)
+      case 0xd4:
+        return this.body(2)
+      case 0xd5:
+        return this.body(3)
+      case 0xd6:
+        return this.body(5)
+      case 0xd7:
+        return this.body(9)
+      case 0xd8:
+        return this.body(17)
+    }
+    this.gaveUp = true
+    return SCAN_GIVE_UP
+  }
+
+  private headerDone(): number {
+    const h = this.header
+    const first = h[0]!
+    this.headerNeed = 0
+    let v = 0
+    for (let i = 1; i < this.headerLength; i++) v = v * 256 + h[i]!
+    switch (first) {
+      case 0xc7:
+      case 0xc8:
+      case 0xc9:
+        return this.body(v + 1) // the ext type byte, then the data
+      case 0xdc:
+      case 0xdd:
+        return this.container(v)
+      case 0xde:
+      case 0xdf:
+        return this.container(2 * v)
+    }
+    return this.body(v)
+  }
+}
 
 const hex = (b: number): string => b.toString(16).padStart(2, "0")
 
