@@ -115,7 +115,8 @@ export class FrameEncoder {
   private ensure(size: number): void {
     if (this.pos + size <= this.buf.length) return
     const pending = this.pos - this.start
-    const next = alloc(Math.max(SLAB_SIZE, pending + size))
+    // grow geometrically: a burst of many frames between flushes must not copy quadratically
+    const next = alloc(Math.max(SLAB_SIZE, 2 * (pending + size)))
     next.set(this.buf.subarray(this.start, this.pos), 0)
     this.buf = next
     this.start = 0

@@ -26,7 +26,7 @@ import * as Codec from "./Codec.ts"
 import type { ChannelImpl } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as Headers from "./Headers.ts"
-import { compile, type Compiled } from "./internal/schemas.ts"
+import { compile, type Compiled, decodeBatch } from "./internal/schemas.ts"
 import * as Peer from "./Peer.ts"
 import type * as Rpc from "./Rpc.ts"
 import {
@@ -302,15 +302,26 @@ const replyStream = (
   options: CallOptions | undefined
 ): Stream.Stream<unknown, unknown> => {
   const { codec } = settings
-  let first = true
+  if (options?.onResponseHeaders !== undefined) {
+    const onHeaders = options.onResponseHeaders
+    const inbox = channel.inbox
+    let first = true
+    channel.sink = {
+      offer: (item, frame) => {
+        if (first) {
+          first = false
+          onHeaders(frame.headers)
+        }
+        inbox.offer(item, frame)
+      },
+      finish: (error, last, frame) => inbox.finish(error, last, frame),
+      abort: (error) => inbox.abort(error)
+    }
+  }
   return channel.input.pipe(
     Stream.mapError((error) => fromChannelError(method.name, codec, method.schemas, error, timeoutMillis ?? 0)),
-    Stream.mapEffect((bytes) => {
-      if (first) {
-        first = false
-        options?.onResponseHeaders?.(Headers.empty)
-      }
-      const decoded = method.schemas.decodeSuccess(codec, bytes)
+    Stream.mapArrayEffect((batch) => {
+      const decoded = decodeBatch(method.schemas.decodeSuccess, codec, batch)
       return decoded._tag === "Right"
         ? Effect.succeed(decoded.value)
         : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
@@ -335,9 +346,13 @@ const pump = <E2, R2>(
   channel: ChannelImpl,
   payloads: Stream.Stream<unknown, E2, R2>
 ): Effect.Effect<void, never, R2> =>
-  Stream.runForEach(payloads, (payload): Effect.Effect<void, Channel.ChannelError | RpcClientError> => {
-    const encoded = encodeOrFail(method, codec, payload)
-    return Exit.isSuccess(encoded) ? channel.send(encoded.value) : encoded
+  Stream.runForEachArray(payloads, (batch): Effect.Effect<void, Channel.ChannelError | RpcClientError> => {
+    for (let i = 0; i < batch.length; i++) {
+      const encoded = encodeOrFail(method, codec, batch[i])
+      if (Exit.isFailure(encoded)) return encoded
+      if (!channel.pushUnsafe(Frame.data(channel.id, encoded.value, false), false)) return channel.send(encoded.value)
+    }
+    return channel.connection.congested ? channel.connection.writable : Effect.void
   }).pipe(
     Effect.matchCauseEffect({
       onSuccess: () => Effect.ignore(channel.end),

@@ -28,7 +28,7 @@ import * as Codec from "./Codec.ts"
 import type { ChannelImpl } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as Headers from "./Headers.ts"
-import { compile, type Compiled } from "./internal/schemas.ts"
+import { compile, type Compiled, decodeBatch } from "./internal/schemas.ts"
 import * as Peer from "./Peer.ts"
 import { FrameType } from "./Protocol.ts"
 import type * as Rpc from "./Rpc.ts"
@@ -266,17 +266,15 @@ const streamOut = (
   stream: Stream.Stream<unknown, unknown, unknown>
 ): Effect.Effect<void, unknown> => {
   const channel = call.channel
-  return provided(Stream.runForEach(stream, (value) =>
+  // Whole chunks at a time: encode and queue every item synchronously, then wait only if the
+  // connection is above its write high-water mark.
+  return provided(Stream.runForEachArray(stream, (values) =>
     Effect.suspend(() => {
-      const encoded = schemas.encodeSuccess(codec, value)
-      if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
-      if (
-        !channel.pushUnsafe(
-          Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", false, encoded.value),
-          false
-        )
-      ) {
-        return Effect.interrupt
+      for (let i = 0; i < values.length; i++) {
+        const encoded = schemas.encodeSuccess(codec, values[i])
+        if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
+        const frame = Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", false, encoded.value)
+        if (!channel.pushUnsafe(frame, false)) return Effect.interrupt
       }
       return channel.connection.congested ? channel.connection.writable : Effect.void
     })))
@@ -305,8 +303,8 @@ const inputStream = (
         text: e.message
       })
     ),
-    Stream.mapEffect((bytes) => {
-      const decoded = decodeInput(codec, schemas, bytes)
+    Stream.mapArrayEffect((batch) => {
+      const decoded = decodeBatch(schemas.decodePayload, codec, batch)
       return decoded._tag === "Right"
         ? Effect.succeed(decoded.value)
         : Effect.fail(new RequestStreamError({ reason: "BadRequest", text: decoded.error }))
@@ -330,8 +328,9 @@ const makeRoute = (
     )
   }
   const { rpc, schemas, handler } = entry
-  const provide = <A, E>(effect: Effect.Effect<A, E, never>) =>
-    withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
+  // An Exit needs no services and no deadline: answer it without a fiber.
+  const provide = <A, E>(effect: Effect.Effect<A, E, never>): Effect.Effect<A, E | DeadlineError> =>
+    isExitOf(effect) ? effect : withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
   switch (rpc.kind) {
     case "unary":
     case "server": {

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -94,4 +95,23 @@ export const compile = (rpc: Rpc.Any): Compiled => {
     decodeError: error.decode,
     encodeError: error.encode
   }
+}
+
+/**
+ * Decodes a batch of payloads; the first failure wins. Used to map whole stream chunks at once.
+ *
+ * @internal
+ */
+export const decodeBatch = (
+  decode: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>,
+  codec: Codec.Codec,
+  batch: Arr.NonEmptyReadonlyArray<Uint8Array>
+): Either<Arr.NonEmptyReadonlyArray<unknown>> => {
+  const out: Array<unknown> = new Array(batch.length)
+  for (let i = 0; i < batch.length; i++) {
+    const decoded = decode(codec, batch[i]!)
+    if (decoded._tag === "Left") return decoded
+    out[i] = decoded.value
+  }
+  return Arr.isArrayNonEmpty(out) ? right(out) : left("empty batch")
 }
