@@ -148,3 +148,17 @@ export type HandlerFor<R extends Rpc.Any, Env> = R extends Rpc.Rpc<infer _Tag, i
 export type Handlers<R extends Rpc.Any, Env> = {
   readonly [Tag in R["_tag"]]: HandlerFor<Extract<R, { readonly _tag: Tag }>, Env>
 }
+
+/**
+ * The services a set of handlers needs (the union of their Effects' and Streams' requirements).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type HandlerServices<H> = {
+  readonly [K in keyof H]: H[K] extends (...args: ReadonlyArray<never>) => infer Out
+    ? Out extends Effect.Effect<infer _A, infer _E, infer X> ? X
+    : Out extends Stream.Stream<infer _A, infer _E, infer X> ? X
+    : never
+    : never
+}[keyof H]

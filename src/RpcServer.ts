@@ -423,13 +423,13 @@ const makeRoute = (
  * @category serving
  * @since 0.1.0
  */
-export const serve = <R extends Rpc.Any, Env>(
+export const serve = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>>(
   peer: Peer.Peer,
   group: RpcGroup.RpcGroup<R>,
-  handlers: RpcGroup.Handlers<R, Env>
-): Effect.Effect<void, never, Scope.Scope | Exclude<Env, CurrentCall>> =>
+  handlers: H
+): Effect.Effect<void, never, Scope.Scope | Exclude<RpcGroup.HandlerServices<H>, CurrentCall>> =>
   Effect.gen(function*() {
-    const context = yield* Effect.context<Exclude<Env, CurrentCall>>()
+    const context = yield* Effect.context<Exclude<RpcGroup.HandlerServices<H>, CurrentCall>>()
     const registry = yield* Codec.Codecs
     const runForkWith = Effect.runForkWith<never>(context)
     const runFork: RunFork = (effect) => runForkWith(effect)
@@ -459,8 +459,8 @@ export const serve = <R extends Rpc.Any, Env>(
  * @category layers
  * @since 0.1.0
  */
-export const layer = <R extends Rpc.Any, Env>(
+export const layer = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>>(
   group: RpcGroup.RpcGroup<R>,
-  handlers: RpcGroup.Handlers<R, Env>
-): Layer.Layer<never, never, Peer.Peer | Exclude<Env, CurrentCall>> =>
+  handlers: H
+): Layer.Layer<never, never, Peer.Peer | Exclude<RpcGroup.HandlerServices<H>, CurrentCall>> =>
   Layer.effectDiscard(Effect.flatMap(Effect.service(Peer.Peer), (peer) => serve(peer, group, handlers)))
