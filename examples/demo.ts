@@ -4,12 +4,17 @@
  * 1. the connector opens `Greeter.Hello` before the connection exists (it waits in the edge queue),
  * 2. it streams numbers to `Math.Sum` and reads the total,
  * 3. the binder calls back into the connector (`Client.Progress`) on the same connection,
- * 4. a stream of replies from `Clock.Ticks` ends with EOF.
+ * 4. a stream of replies from `Clock.Ticks` ends with EOF,
+ * 5. typed RPC both ways: the connector calls `Arith.Add` / `Arith.Div` (typed error) / `Arith.Count`
+ *    on the binder, and the binder calls `Progress.Report` on the connector during `Jobs.Run`.
  *
  * Then both peers close with their scope and the process exits by itself.
  */
 import { Effect, Fiber, Stream } from "effect"
 import * as Peer from "../src/Peer.ts"
+import * as RpcClient from "../src/RpcClient.ts"
+import * as RpcServer from "../src/RpcServer.ts"
+import { Arith, DivideByZero, Jobs, Progress } from "./contracts.ts"
 
 const text = new TextEncoder()
 const str = new TextDecoder()
@@ -90,6 +95,36 @@ const program = Effect.gen(function*() {
     return yield* Stream.runCollect(Stream.map(channel.input, (b) => str.decode(b)))
   }))
   yield* log("connector", `Clock.Ticks: ${ticks.join(", ")}`)
+
+  // --- typed RPC both ways ------------------------------------------------------------------
+  yield* RpcServer.serve(binder, Arith, {
+    Add: ({ A, B }) => Effect.succeed({ C: A + B }),
+    Div: ({ A, B }) =>
+      B === 0 ? Effect.fail(new DivideByZero({ dividend: A })) : Effect.succeed({ C: Math.trunc(A / B) }),
+    Count: ({ A }) => Stream.range(1, A).pipe(Stream.map((C) => ({ C }))),
+    Sum: (inputs) => Stream.runFold(inputs, () => 0, (total, { A }) => total + A).pipe(Effect.map((C) => ({ C })))
+  })
+  yield* RpcServer.serve(binder, Jobs, {
+    Run: ({ steps }, call) =>
+      Effect.gen(function*() {
+        // the binder calls back into the peer that called it
+        const caller = yield* RpcClient.makeWith(binder, Progress, { remote: call.remoteId })
+        for (let step = 1; step <= steps; step++) yield* caller.Report({ percent: (100 * step) / steps })
+        return `${steps} steps done`
+      }).pipe(Effect.orDie)
+  })
+  yield* RpcServer.serve(connector, Progress, {
+    Report: ({ percent }) =>
+      log("connector", `Progress.Report ${percent}% (called by the binder)`).pipe(Effect.as(true))
+  })
+  const arith = yield* RpcClient.makeWith(connector, Arith)
+  yield* log("connector", `Arith.Add(7, 8) = ${(yield* arith.Add({ A: 7, B: 8 })).C}`)
+  const divError = yield* Effect.flip(arith.Div({ A: 1, B: 0 }))
+  yield* log("connector", `Arith.Div(1, 0) failed with ${divError._tag}: ${divError.message}`)
+  const counted = yield* Stream.runCollect(arith.Count({ A: 3 }))
+  yield* log("connector", `Arith.Count(3) streamed ${counted.map((r) => r.C).join(", ")}`)
+  const jobs = yield* RpcClient.makeWith(connector, Jobs)
+  yield* log("connector", `Jobs.Run: ${yield* jobs.Run({ steps: 2 })}`)
 
   // The binder sees who is connected.
   for (const remote of yield* binder.remotes) {
