@@ -10,6 +10,8 @@ import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
+import * as SchemaJITCompiler from "effect/schema/SchemaJITCompiler"
 import type * as Codec from "../Codec.ts"
 import type * as Rpc from "../Rpc.ts"
 
@@ -30,6 +32,10 @@ const parsers = (schema: Schema.Top, representation: Codec.Codec["representation
   // `Schema.Top` carries `unknown` services; procedures are declared without services, which the
   // Rpc constructors guarantee, so the parsers need none.
   const codec = (representation === "json" ? Schema.toCodecJson(schema) : schema) as Schema.Codec<unknown, unknown>
+  // Compile the parsers to JavaScript once (falls back to the interpreter where `new Function` is
+  // blocked): Schema work runs on every call on both sides.
+  SchemaJITCompiler.enable(codec.ast)
+  SchemaJITCompiler.enable(SchemaAST.flip(codec.ast))
   return { decode: Schema.decodeUnknownExit(codec), encode: Schema.encodeUnknownExit(codec) }
 }
 
