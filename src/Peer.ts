@@ -221,8 +221,7 @@ export interface Peer {
     method: string,
     headers: Headers.Headers,
     remote: string | undefined,
-    onPlaced: (channel: Connection.ChannelImpl) => void,
-    onFail: (error: EdgeQueueFull | PeerClosed) => void
+    listener: PlaceListener
   ) => () => void
   /** Incoming channels when no handler is set. */
   readonly incoming: Stream.Stream<Channel.Channel>
@@ -248,12 +247,22 @@ export const Peer: Context.Service<Peer, Peer> = Context.Service<Peer>("duplex/P
 
 const unknownMethodHeaders = Headers.make({ "duplex-error": "unknown-method" })
 
+/**
+ * Receives the outcome of `placeUnsafe`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PlaceListener {
+  readonly onPlaced: (channel: Connection.ChannelImpl) => void
+  readonly onFail: (error: EdgeQueueFull | PeerClosed) => void
+}
+
 interface Waiter {
   readonly method: string
   readonly headers: Headers.Headers
   readonly remote: string | undefined
-  readonly onPlaced: (channel: Connection.ChannelImpl) => void
-  readonly onFail: (error: EdgeQueueFull | PeerClosed) => void
+  readonly listener: PlaceListener
 }
 
 /**
@@ -342,31 +351,31 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
       for (const waiter of pending) {
         const connection = pick(waiter.remote)
         if (connection === undefined) still.push(waiter)
-        else waiter.onPlaced(connection.open(waiter.method, waiter.headers))
+        else waiter.listener.onPlaced(connection.open(waiter.method, waiter.headers))
       }
       pending = still
       while (overflow.length > 0 && pending.length < edgeCapacity) {
         const waiter = overflow.shift()!
         const connection = pick(waiter.remote)
         if (connection === undefined) pending.push(waiter)
-        else waiter.onPlaced(connection.open(waiter.method, waiter.headers))
+        else waiter.listener.onPlaced(connection.open(waiter.method, waiter.headers))
       }
     }
 
-    const place: Peer["placeUnsafe"] = (method, headers, remote, onPlaced, onFail) => {
+    const place: Peer["placeUnsafe"] = (method, headers, remote, listener) => {
       if (closed) {
-        onFail(new PeerClosed())
+        listener.onFail(new PeerClosed())
         return constVoid
       }
       const connection = pick(remote)
       if (connection !== undefined) {
-        onPlaced(connection.open(method, headers))
+        listener.onPlaced(connection.open(method, headers))
         return constVoid
       }
-      const waiter: Waiter = { method, headers, remote, onPlaced, onFail }
+      const waiter: Waiter = { method, headers, remote, listener }
       if (pending.length < edgeCapacity) pending.push(waiter)
       else if (whenFull === "fail") {
-        onFail(new EdgeQueueFull({ capacity: edgeCapacity }))
+        listener.onFail(new EdgeQueueFull({ capacity: edgeCapacity }))
         return constVoid
       } else overflow.push(waiter)
       return () => {
@@ -377,13 +386,10 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
 
     const acquire = (method: string, headers: Headers.Headers, remote: string | undefined) =>
       Effect.callback<Connection.ChannelImpl, EdgeQueueFull | PeerClosed>((resume) => {
-        const remove = place(
-          method,
-          headers,
-          remote,
-          (channel) => resume(Effect.succeed(channel)),
-          (error) => resume(Effect.fail(error))
-        )
+        const remove = place(method, headers, remote, {
+          onPlaced: (channel) => resume(Effect.succeed(channel)),
+          onFail: (error) => resume(Effect.fail(error))
+        })
         return remove === constVoid ? undefined : Effect.sync(remove)
       })
 
@@ -505,7 +511,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
         const waiting = [...pending, ...overflow]
         pending = []
         overflow = []
-        for (const w of waiting) w.onFail(new PeerClosed())
+        for (const w of waiting) w.listener.onFail(new PeerClosed())
         for (const w of remoteWaiters) w.resume(Effect.void)
         remoteWaiters = []
       })

@@ -207,68 +207,94 @@ const withTimeout = <A, E, R>(
     orElse: () => Effect.fail(clientError(new DeadlineExceeded({ timeoutMillis })))
   })
 
-/** The one-reply sink: the first message (or error) settles the call. */
+/**
+ * One call waiting for its single reply: the channel's sink and the placement listener in one
+ * object, so a unary call allocates little besides its frames.
+ */
+class PendingReply implements Channel.Sink, Peer.PlaceListener {
+  channel: ChannelImpl | undefined = undefined
+  private settled = false
+  private readonly method: Method
+  private readonly codec: Codec.Codec
+  private readonly options: CallOptions | undefined
+  private readonly timeoutMillis: number
+  private readonly start: (channel: ChannelImpl) => void
+  private readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
+  constructor(
+    method: Method,
+    codec: Codec.Codec,
+    options: CallOptions | undefined,
+    timeoutMillis: number,
+    start: (channel: ChannelImpl) => void,
+    resume: (effect: Effect.Effect<unknown, unknown>) => void
+  ) {
+    this.method = method
+    this.codec = codec
+    this.options = options
+    this.timeoutMillis = timeoutMillis
+    this.start = start
+    this.resume = resume
+  }
+  private settle(effect: Effect.Effect<unknown, unknown>): void {
+    if (this.settled) return
+    this.settled = true
+    this.resume(effect)
+  }
+  onPlaced(channel: ChannelImpl): void {
+    this.channel = channel
+    channel.sink = this
+    this.start(channel)
+  }
+  onFail(error: Peer.EdgeQueueFull | Peer.PeerClosed): void {
+    this.settle(Effect.fail(clientError(new Unavailable({ text: error.message }))))
+  }
+  offer(item: Uint8Array, frame: Frame.Frame): void {
+    if (this.settled) return
+    this.options?.onResponseHeaders?.(frame.headers)
+    const decoded = this.method.schemas.decodeSuccess(this.codec, item)
+    this.settle(
+      decoded._tag === "Right"
+        ? Effect.succeed(decoded.value)
+        : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
+    )
+    const channel = this.channel
+    if (channel !== undefined && !channel.isDone && !channel.remoteEnded) channel.detach()
+  }
+  finish(error: Channel.ChannelError | undefined, last: Uint8Array | undefined, frame: Frame.Frame | undefined): void {
+    if (last !== undefined && frame !== undefined) return this.offer(last, frame)
+    if (this.settled) return
+    this.settle(Effect.fail(
+      error === undefined
+        ? clientError(new BadResponse({ text: "the call ended without a reply" }))
+        : fromChannelError(this.method.name, this.codec, this.method.schemas, error, this.timeoutMillis)
+    ))
+  }
+  abort(error: Channel.ChannelError): void {
+    this.settle(
+      Effect.fail(fromChannelError(this.method.name, this.codec, this.method.schemas, error, this.timeoutMillis))
+    )
+  }
+  /** Interruption: withdraw from the edge queue or cancel on the wire. */
+  interrupt(remove: () => void): void {
+    remove()
+    const channel = this.channel
+    if (channel !== undefined && !channel.isDone) channel.cancelUnsafe()
+    this.settled = true
+  }
+}
+
+/** A call with one reply: placed like any channel; `start` sends the input once placed. */
 const unaryCall = (
   method: Method,
   settings: Settings,
-  encodeInput: (channel: ChannelImpl) => void,
   options: CallOptions | undefined,
   call: { headers: Headers.Headers; timeoutMillis: number | undefined; remote: string | undefined },
-  startInput: ((channel: ChannelImpl) => void) | undefined
+  start: (channel: ChannelImpl) => void
 ) =>
   Effect.callback<unknown, unknown>((resume) => {
-    const { codec } = settings
-    const { schemas, name } = method
-    const timeoutMillis = call.timeoutMillis ?? 0
-    let channel: ChannelImpl | undefined
-    let settled = false
-    const settle = (effect: Effect.Effect<unknown, unknown>) => {
-      if (settled) return
-      settled = true
-      resume(effect)
-    }
-    const sink: Channel.Sink = {
-      offer(item, frame) {
-        if (settled) return
-        if (options?.onResponseHeaders !== undefined) options.onResponseHeaders(frame.headers)
-        const decoded = schemas.decodeSuccess(codec, item)
-        settle(
-          decoded._tag === "Right"
-            ? Effect.succeed(decoded.value)
-            : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
-        )
-        if (channel !== undefined && !channel.isDone && !channel.remoteEnded) channel.detach()
-      },
-      finish(error, last, frame) {
-        if (last !== undefined && frame !== undefined) return sink.offer(last, frame)
-        if (settled) return
-        settle(Effect.fail(
-          error === undefined
-            ? clientError(new BadResponse({ text: "the call ended without a reply" }))
-            : fromChannelError(name, codec, schemas, error, timeoutMillis)
-        ))
-      },
-      abort(error) {
-        settle(Effect.fail(fromChannelError(name, codec, schemas, error, timeoutMillis)))
-      }
-    }
-    const remove = settings.peer.placeUnsafe(
-      name,
-      call.headers,
-      call.remote,
-      (placed) => {
-        channel = placed
-        placed.sink = sink
-        if (startInput !== undefined) startInput(placed)
-        else encodeInput(placed)
-      },
-      (error) => settle(Effect.fail(clientError(new Unavailable({ text: error.message }))))
-    )
-    return Effect.sync(() => {
-      remove()
-      if (channel !== undefined && !channel.isDone) channel.cancelUnsafe()
-      settled = true
-    })
+    const pending = new PendingReply(method, settings.codec, options, call.timeoutMillis ?? 0, start, resume)
+    const remove = settings.peer.placeUnsafe(method.name, call.headers, call.remote, pending)
+    return Effect.sync(() => pending.interrupt(remove))
   })
 
 const encodeOrFail = (method: Method, codec: Codec.Codec, payload: unknown) => {
@@ -282,13 +308,10 @@ const encodeOrFail = (method: Method, codec: Codec.Codec, payload: unknown) => {
 const acquireChannel = (settings: Settings, name: string, headers: Headers.Headers, remote: string | undefined) =>
   Effect.acquireRelease(
     Effect.callback<ChannelImpl, RpcClientError>((resume) => {
-      const remove = settings.peer.placeUnsafe(
-        name,
-        headers,
-        remote,
-        (channel) => resume(Effect.succeed(channel)),
-        (error) => resume(Effect.fail(clientError(new Unavailable({ text: error.message }))))
-      )
+      const remove = settings.peer.placeUnsafe(name, headers, remote, {
+        onPlaced: (channel) => resume(Effect.succeed(channel)),
+        onFail: (error) => resume(Effect.fail(clientError(new Unavailable({ text: error.message }))))
+      })
       return Effect.sync(remove)
     }),
     (channel) => channel.cancel
@@ -370,14 +393,9 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         const bytes = encoded.value
         const call = resolveCall(settings, options)
         return withTimeout(
-          unaryCall(
-            method,
-            settings,
-            (channel) => channel.pushUnsafe(Frame.data(channel.id, bytes, true), true),
-            options,
-            call,
-            undefined
-          ),
+          unaryCall(method, settings, options, call, (channel) => {
+            channel.pushUnsafe(Frame.data(channel.id, bytes, true), true)
+          }),
           call.timeoutMillis
         )
       }
@@ -400,7 +418,7 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
           const scope = yield* Scope.make()
           const context = yield* Effect.context<R2>()
           let sender: Fiber.Fiber<void> | undefined
-          const reply = unaryCall(method, settings, () => {}, options, call, (channel) => {
+          const reply = unaryCall(method, settings, options, call, (channel) => {
             sender = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
           })
           return yield* withTimeout(reply, call.timeoutMillis).pipe(

@@ -64,9 +64,10 @@ class CallImpl implements RpcGroup.Call {
   get headers(): Headers.Headers {
     return this.channel.headers
   }
-  readonly setHeader = (key: string, value: string): void => {
-    this.responseHeaders ??= Object.create(null)
-    this.responseHeaders![key] = value
+  setHeader(key: string, value: string): void {
+    const headers: Record<string, string> = this.responseHeaders ?? Object.create(null)
+    headers[key] = value
+    this.responseHeaders = headers
   }
   /** Headers for the next reply frame (only the first carries response headers). */
   takeHeaders(): Headers.Headers {
@@ -232,33 +233,6 @@ const callHandler = (
   }
 }
 
-/** Sink for unary and server-stream calls: acts on the first message only (as the original). */
-class SingleInputSink implements Channel.Sink {
-  started = false
-  fiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
-  readonly onPayload: (bytes: Uint8Array) => void
-  readonly onMissing: () => void
-  constructor(onPayload: (bytes: Uint8Array) => void, onMissing: () => void) {
-    this.onPayload = onPayload
-    this.onMissing = onMissing
-  }
-  offer(item: Uint8Array): void {
-    if (this.started) return
-    this.started = true
-    this.onPayload(item)
-  }
-  finish(error: Channel.ChannelError | undefined, last: Uint8Array | undefined): void {
-    if (last !== undefined) return this.offer(last)
-    if (this.started) return
-    this.started = true
-    if (error === undefined) this.onMissing()
-  }
-  abort(): void {
-    this.started = true
-    this.fiber?.interruptUnsafe()
-  }
-}
-
 const streamOut = (
   call: CallImpl,
   codec: Codec.Codec,
@@ -279,13 +253,6 @@ const streamOut = (
       return channel.connection.congested ? channel.connection.writable : Effect.void
     })))
 }
-
-const decodeInput = (
-  codec: Codec.Codec,
-  schemas: Compiled,
-  bytes: Uint8Array
-): { readonly _tag: "Left"; readonly error: string } | { readonly _tag: "Right"; readonly value: unknown } =>
-  schemas.decodePayload(codec, bytes)
 
 const inputStream = (
   channel: ChannelImpl,
@@ -311,57 +278,85 @@ const inputStream = (
     })
   )
 
+/**
+ * A unary or server-stream call: the call context and the channel's sink in one object. Acts on
+ * the first message only, as the original does.
+ */
+class SingleCall extends CallImpl implements Channel.Sink {
+  private started = false
+  private fiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
+  readonly codec: Codec.Codec
+  readonly entry: Entry
+  readonly runFork: RunFork
+  constructor(channel: ChannelImpl, codec: Codec.Codec, entry: Entry, runFork: RunFork) {
+    super(channel)
+    this.codec = codec
+    this.entry = entry
+    this.runFork = runFork
+  }
+  offer(item: Uint8Array): void {
+    if (this.started) return
+    this.started = true
+    this.run(item)
+  }
+  finish(error: Channel.ChannelError | undefined, last: Uint8Array | undefined): void {
+    if (last !== undefined) return this.offer(last)
+    if (this.started) return
+    this.started = true
+    if (error === undefined) sendError(this, ErrorKind.BadRequest, "the call ended without an argument", null)
+  }
+  abort(): void {
+    this.started = true
+    this.fiber?.interruptUnsafe()
+  }
+  private run(bytes: Uint8Array): void {
+    const { schemas, handler, rpc } = this.entry
+    const decoded = schemas.decodePayload(this.codec, bytes)
+    if (decoded._tag === "Left") return sendError(this, ErrorKind.BadRequest, decoded.error, null)
+    const out = callHandler(() => (handler as (p: unknown, c: RpcGroup.Call) => unknown)(decoded.value, this))
+    const effect: Effect.Effect<unknown, unknown> = rpc.kind === "unary"
+      ? (Stream.isStream(out) ? Effect.die(new Error("unary handler returned a Stream")) : out)
+      : streamOut(this, this.codec, schemas, Stream.isStream(out) ? out : Stream.fromEffect(out))
+    // An Exit needs no fiber, services or deadline: answer it at once.
+    if (isExitOf(effect)) return this.reply(effect)
+    const fiber = this.runFork(withDeadline(Effect.provideService(effect, CurrentCall, this), this.headers))
+    const now = fiber.pollUnsafe()
+    if (now !== undefined) return this.reply(now)
+    this.fiber = fiber
+    fiber.addObserver((exit) => this.reply(exit))
+  }
+  private reply(exit: Exit.Exit<unknown, unknown>): void {
+    sendExit(this, this.codec, this.entry.schemas, exit, this.entry.rpc.kind === "unary")
+  }
+}
+
 const makeRoute = (
   entry: Entry,
   registry: Codec.Registry,
   runFork: RunFork
 ) =>
 (channel: ChannelImpl): void => {
-  const call = new CallImpl(channel)
   const codec = resolveCodec(registry, channel)
   if (codec === undefined) {
     return sendError(
-      call,
+      new CallImpl(channel),
       ErrorKind.Codec,
       `codec ${JSON.stringify(Headers.get(channel.headers, Codec.CODEC_HEADER))} is not supported`,
       null
     )
   }
   const { rpc, schemas, handler } = entry
-  // An Exit needs no services and no deadline: answer it without a fiber.
-  const provide = <A, E>(effect: Effect.Effect<A, E, never>): Effect.Effect<A, E | DeadlineError> =>
-    isExitOf(effect) ? effect : withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
   switch (rpc.kind) {
     case "unary":
     case "server": {
-      const sink: SingleInputSink = new SingleInputSink(
-        (bytes) => {
-          const decoded = decodeInput(codec, schemas, bytes)
-          if (decoded._tag === "Left") return sendError(call, ErrorKind.BadRequest, decoded.error, null)
-          const out = callHandler(() => (handler as (p: unknown, c: RpcGroup.Call) => unknown)(decoded.value, call))
-          if (rpc.kind === "unary") {
-            const effect = Stream.isStream(out) ? Effect.die(new Error("unary handler returned a Stream")) : out
-            sink.fiber = runToReply(
-              provide(effect),
-              runFork,
-              (exit) => sendExit(call, codec, schemas, exit, true)
-            )
-          } else {
-            const stream = Stream.isStream(out) ? out : Stream.fromEffect(out)
-            sink.fiber = runToReply(
-              provide(streamOut(call, codec, schemas, stream)),
-              runFork,
-              (exit) => sendExit(call, codec, schemas, exit, false)
-            )
-          }
-        },
-        () => sendError(call, ErrorKind.BadRequest, "the call ended without an argument", null)
-      )
-      channel.sink = sink
+      channel.sink = new SingleCall(channel, codec, entry, runFork)
       return
     }
     case "client":
     case "bidi": {
+      const call = new CallImpl(channel)
+      const provide = <A, E>(effect: Effect.Effect<A, E, never>): Effect.Effect<A, E | DeadlineError> =>
+        isExitOf(effect) ? effect : withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
       const input = inputStream(channel, codec, schemas)
       const out = callHandler(() => (handler as (p: unknown, c: RpcGroup.Call) => unknown)(input, call))
       let fiber: Fiber.Fiber<unknown, unknown> | undefined
