@@ -168,7 +168,7 @@ export class Connection {
     this.stats.framesOut++
     if (this.writerWake !== undefined && !this.wakeScheduled) {
       this.wakeScheduled = true
-      setImmediate(this.wakeWriter)
+      queueMicrotask(this.wakeWriter)
     }
   }
 
