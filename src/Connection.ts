@@ -19,7 +19,7 @@ import * as Latch from "effect/Latch"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
+import * as Socket from "effect/socket/Socket"
 import * as Channel from "./Channel.ts"
 import { ProtocolError } from "./DuplexError.ts"
 import * as Frame from "./Frame.ts"
@@ -577,8 +577,12 @@ export const start = (
     hello.write(Frame.hello(options.capabilities))
     const helloBytes = hello.flush()!
     const ourGreeting = Greeting.encode(options.localId)
+    // Greeting and HELLO go in one write (the original takes exactly 36 bytes, then frames).
+    const greetingAndHello = new Uint8Array(ourGreeting.length + helloBytes.length)
+    greetingAndHello.set(ourGreeting, 0)
+    greetingAndHello.set(helloBytes, ourGreeting.length)
     if (options.role === "connector") {
-      yield* writer.write(ourGreeting).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+      yield* writer.write(greetingAndHello).pipe(Effect.mapError((e) => fail("greeting", e.message)))
     }
     const greetingReader = new Greeting.GreetingReader()
     const readGreeting = Effect.gen(function*() {
@@ -614,14 +618,10 @@ export const start = (
       )
     )
     if (options.role === "binder") {
-      const both = new Uint8Array(ourGreeting.length + helloBytes.length)
-      both.set(ourGreeting, 0)
-      both.set(helloBytes, ourGreeting.length)
-      yield* writer.write(both).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+      yield* writer.write(greetingAndHello).pipe(Effect.mapError((e) => fail("greeting", e.message)))
     }
 
     const connection = new Connection(options, greeted.id)
-    if (options.role === "connector") connection.push(Frame.hello(options.capabilities))
 
     // --- the loops ---
     const decoder = new FrameDecoder(options.limits)
@@ -629,11 +629,15 @@ export const start = (
       const error = decoder.feed(bytes, connection.dispatch)
       return error === undefined ? undefined : fail("protocol", error.message)
     }
+    // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
+    // connection is returned knowing the remote's capabilities.
+    let early: ConnectionError | undefined
+    for (const bytes of greeted.rest) {
+      early = feed(bytes)
+      if (early !== undefined) break
+    }
     const readLoop = Effect.gen(function*() {
-      for (const bytes of greeted.rest) {
-        const error = feed(bytes)
-        if (error !== undefined) return error
-      }
+      if (early !== undefined) return early
       while (connection.isOpen) {
         const result = yield* Effect.result(reader.pull)
         if (Result.isFailure(result)) {
@@ -662,6 +666,10 @@ export const start = (
         const last = connection.takeQueued()
         connection.lose(fail("closed", "closed locally"))
         if (last !== undefined) yield* writer.write(last).pipe(Effect.timeout("1 second"), Effect.ignore)
+        // Then close for good: a graceful end() would wait forever for a remote that stopped
+        // reading, and keep the process (and a listener's close) waiting with it. Bytes already
+        // handed to the kernel are still delivered.
+        yield* writer.write(new Socket.CloseEvent(1000)).pipe(Effect.ignore)
       })
     )
     yield* Effect.forkIn(

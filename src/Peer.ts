@@ -17,6 +17,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -112,6 +113,20 @@ export class EdgeQueueFull extends Schema.TaggedError<EdgeQueueFull>()("EdgeQueu
 }) {
   override get message(): string {
     return `edge queue full (${this.capacity} opens waiting for a connection)`
+  }
+}
+
+/**
+ * A peer option is invalid (for example an `id` that is not a UUID).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `invalid peer options: ${this.detail}`
   }
 }
 
@@ -286,9 +301,14 @@ interface Waiter {
  * @category constructors
  * @since 0.1.0
  */
-export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Scope> =>
+export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions, Scope.Scope> =>
   Effect.gen(function*() {
-    const id = options.id ?? Greeting.makeId()
+    const id = options.id === undefined ?
+      Greeting.makeId() :
+      yield* Effect.fromResult(Greeting.parseId(options.id)).pipe(
+        Effect.mapError((e) => new InvalidOptions({ detail: `id: ${e.detail}` }))
+      )
+    const stableAfterMillis = 1000
     const limits: Limits = { ...defaultLimits, ...options.limits }
     const reconnect = options.reconnect ?? defaultReconnect
     const connectTimeout = options.connectTimeout ?? defaults.connectTimeout
@@ -302,7 +322,9 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)()
     const events = yield* PubSub.unbounded<PeerEvent>()
-    const incomingQueue = yield* Queue.bounded<Channel.Channel>(options.incomingCapacity ?? defaults.incomingCapacity)
+    const incomingQueue = yield* Queue.bounded<Channel.Channel, Cause.Done>(
+      options.incomingCapacity ?? defaults.incomingCapacity
+    )
 
     let closed = false
     const ready: Array<Connection.Connection> = []
@@ -381,6 +403,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
       return () => {
         pending = pending.filter((w) => w !== waiter)
         overflow = overflow.filter((w) => w !== waiter)
+        // keep arrival order: the oldest overflowing open takes the freed slot
+        while (overflow.length > 0 && pending.length < edgeCapacity) pending.push(overflow.shift()!)
       }
     }
 
@@ -423,7 +447,12 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
     // --- connection registry ---------------------------------------------------------------
 
     const register = (connection: Connection.Connection, direction: "outgoing" | "incoming") => {
-      const info: RemoteInfo = { id: connection.remoteId, address: connection.address, direction, duplex: false }
+      const info: RemoteInfo = {
+        id: connection.remoteId,
+        address: connection.address,
+        direction,
+        duplex: connection.remoteCapabilities !== undefined
+      }
       infos.set(connection, info)
       ready.push(connection)
       PubSub.publishUnsafe(events, { _tag: "Connected", remote: info })
@@ -490,15 +519,17 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
       Effect.gen(function*() {
         const address = yield* Effect.fromResult(Address.fromInput(input))
         const text = Address.format(address)
-        const attempt = Effect.flatMap(
-          Transport.dial(address, connectTimeout),
-          (socket) => runConnection(socket, "connector", text)
-        )
+        // One attempt = dial, greet, run until the connection ends. A failed dial, or a connection
+        // that ended within `stableAfter`, counts as a failure and the next dial waits for the
+        // schedule; a connection that lived longer restarts the schedule from its beginning.
+        const attempt = Effect.gen(function*() {
+          const socket = yield* Transport.dial(address, connectTimeout)
+          const started = Date.now()
+          const reason = yield* runConnection(socket, "connector", text)
+          if (Date.now() - started < stableAfterMillis) return yield* Effect.fail(reason)
+        })
         const loop = Effect.gen(function*() {
-          while (!closed) {
-            // An established connection that ends restarts the schedule; dial failures follow it.
-            yield* Effect.retry(attempt, reconnect)
-          }
+          while (!closed) yield* Effect.retry(attempt, reconnect)
         })
         runFork(Effect.ignore(loop))
       })
@@ -514,8 +545,11 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
         for (const w of waiting) w.listener.onFail(new PeerClosed())
         for (const w of remoteWaiters) w.resume(Effect.void)
         remoteWaiters = []
+        // streams of incoming channels and events end with the peer
+        Queue.endUnsafe(incomingQueue)
       })
     )
+    yield* Effect.addFinalizer(() => PubSub.shutdown(events))
 
     const peer: Peer = {
       id,
@@ -574,4 +608,4 @@ export const make = (options: Options = {}): Effect.Effect<Peer, never, Scope.Sc
  * @category layers
  * @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<Peer> => Layer.effect(Peer, make(options))
+export const layer = (options: Options = {}): Layer.Layer<Peer, InvalidOptions> => Layer.effect(Peer, make(options))

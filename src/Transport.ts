@@ -104,8 +104,12 @@ export const listen = <R>(
 ): Effect.Effect<Address.Address, BindError, Scope.Scope | R> =>
   Effect.gen(function*() {
     const text = Address.format(address)
+    if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
+    const server = yield* NodeSocketServer.make(
+      address._tag === "Tcp" ? { host: address.host, port: address.port } : { path: address.path }
+    ).pipe(Effect.mapError((e) => new BindError({ address: text, detail: e.message })))
     if (address._tag === "Unix") {
-      yield* prepareUnixPath(address.path, text)
+      // Only once the listen succeeded: the file is ours to remove.
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           try {
@@ -116,9 +120,6 @@ export const listen = <R>(
         })
       )
     }
-    const server = yield* NodeSocketServer.make(
-      address._tag === "Tcp" ? { host: address.host, port: address.port } : { path: address.path }
-    ).pipe(Effect.mapError((e) => new BindError({ address: text, detail: e.message })))
     const onSocket = (socket: Socket.Socket) =>
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
         if (Option.isSome(raw) && address._tag === "Tcp") raw.value.setNoDelay(true)
