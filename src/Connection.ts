@@ -56,6 +56,12 @@ export interface ConnectionOptions {
   readonly writeHighWaterMark: number
   /** Called synchronously for every channel the remote opens. */
   readonly onIncoming: (channel: ChannelImpl) => void
+  /**
+   * Liveness: when nothing was received for `interval`, send a PING (if the remote announced
+   * `ping`); when nothing arrives within `timeout` after it, the connection is declared dead.
+   * `undefined` disables probing.
+   */
+  readonly keepalive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input } | undefined
 }
 
 /**
@@ -231,6 +237,10 @@ export class Connection {
         return this.handleOpen(frame)
       case FrameType.Hello:
         return this.handleHello(frame)
+      case FrameType.Ping:
+        return this.handlePing(frame)
+      case FrameType.Pong:
+        return
       default:
         this.stats.droppedUnknownType++
     }
@@ -254,6 +264,20 @@ export class Connection {
     this.channels.set(frame.channel, channel)
     this.options.onIncoming(channel)
   }
+
+  private handlePing(frame: Frame.Frame): void {
+    // Only a remote that announced `ping` sends one; answer with its payload.
+    this.push(Frame.make(FrameType.Pong, 0, "", Headers.empty, "", false, frame.payload))
+  }
+
+  /** Whether both sides announced capability `name`. */
+  supports(name: string): boolean {
+    return Headers.get(this.options.capabilities, name) !== undefined &&
+      this.remoteCapabilities !== undefined && Headers.get(this.remoteCapabilities, name) !== undefined
+  }
+
+  /** When the last bytes arrived (ms since epoch); any frame counts as a sign of life. */
+  lastReceived = Date.now()
 
   private handleHello(frame: Frame.Frame): void {
     if (this.remoteCapabilities !== undefined) return
@@ -538,6 +562,39 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array =>
   typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
 
 /**
+ * Probes an idle connection: after `interval` without receiving anything, sends a PING (when both
+ * sides announced `ping`); if nothing at all arrives within `timeout` after that, the connection
+ * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive.
+ */
+const keepaliveLoop = (
+  connection: Connection,
+  keepalive: { readonly interval: Duration.Input; readonly timeout: Duration.Input },
+  fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
+): Effect.Effect<void> => {
+  const interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
+  const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
+  return Effect.gen(function*() {
+    while (connection.isOpen) {
+      const idle = Date.now() - connection.lastReceived
+      if (idle < interval) {
+        yield* Effect.sleep(interval - idle)
+        continue
+      }
+      if (!connection.supports("ping")) {
+        yield* Effect.sleep(interval)
+        continue
+      }
+      const sentAt = Date.now()
+      connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
+      yield* Effect.sleep(timeout)
+      if (connection.lastReceived < sentAt && connection.isOpen) {
+        connection.lose(fail("closed", `no answer to a ping within ${timeout} ms`))
+      }
+    }
+  })
+}
+
+/**
  * Performs the greeting on `socket`, then runs the connection in the current scope: a read loop
  * and a writer fiber. Returns once the greeting succeeded; `connection.closed` tells when it ends.
  * Closing the scope ends the connection (after a last flush of queued frames) and fails its
@@ -651,6 +708,7 @@ export const start = (
           return fail("read", e.message)
         }
         const chunks = result.success
+        connection.lastReceived = Date.now()
         for (let i = 0; i < chunks.length; i++) {
           const error = feed(toBytes(chunks[i]!))
           if (error !== undefined) return error
@@ -680,5 +738,8 @@ export const start = (
       Effect.flatMap(readLoop, (error) => Effect.sync(() => connection.lose(error))),
       scope
     )
+    if (options.keepalive !== undefined) {
+      yield* Effect.forkIn(keepaliveLoop(connection, options.keepalive, fail), scope)
+    }
     return connection
   })

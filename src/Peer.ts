@@ -69,6 +69,12 @@ export interface Options {
   readonly writeHighWaterMark?: number | undefined
   /** Incoming channels buffered for `accept`/`incoming` when no handler is set. */
   readonly incomingCapacity?: number | undefined
+  /**
+   * Liveness probing (PING/PONG with Duplex remotes, TCP keepalive with every remote): probe after
+   * `interval` without receiving anything; declare the connection dead after `timeout` more.
+   * `false` disables it.
+   */
+  readonly keepalive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input } | false | undefined
 }
 
 /**
@@ -95,7 +101,8 @@ export const defaults = {
   edgeQueueCapacity: 4096,
   whenEdgeQueueFull: "suspend",
   writeHighWaterMark: 1024 * 1024,
-  incomingCapacity: 4096
+  incomingCapacity: 4096,
+  keepalive: { interval: "15 seconds", timeout: "10 seconds" }
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +323,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     const edgeCapacity = options.edgeQueueCapacity ?? defaults.edgeQueueCapacity
     const whenFull = options.whenEdgeQueueFull ?? defaults.whenEdgeQueueFull
     const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
-    const capabilities = Headers.empty
+    const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
+    const capabilities = Headers.make({ ping: "" })
 
     const scope = yield* Scope.Scope
     const fibers = yield* FiberSet.make()
@@ -491,7 +499,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
             limits,
             capabilities,
             writeHighWaterMark,
-            onIncoming
+            onIncoming,
+            keepalive
           })
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => unregister(connection, connection.lostWith?.message ?? "closed"))

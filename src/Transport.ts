@@ -2,7 +2,8 @@
  * Moves bytes, never frames: dials and listens on TCP and Unix sockets through
  * `@effect/platform-node` (`NodeSocket` / `NodeSocketServer` over `effect/socket`).
  *
- * - TCP sockets get `noDelay` (Duplex batches its own writes).
+ * - TCP sockets get `noDelay` (Duplex batches its own writes) and TCP keepalive (15 s), the only
+ *   liveness check with an original peer, which has no PING.
  * - A Unix listener removes its socket file when its scope closes, and a stale file left by a
  *   crashed process (nobody accepting on it) is replaced instead of failing the bind.
  *
@@ -49,7 +50,14 @@ export class BindError extends Schema.TaggedError<BindError>()("BindError", {
  */
 export const dial = (address: Address.Address, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> =>
   address._tag === "Tcp"
-    ? NodeSocket.makeNet({ host: address.host, port: address.port, noDelay: true, openTimeout })
+    ? NodeSocket.makeNet({
+      host: address.host,
+      port: address.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 15_000,
+      openTimeout
+    })
     : NodeSocket.makeNet({ path: address.path, openTimeout })
 
 /** Connects to a Unix path to learn whether something is listening there. */
@@ -122,7 +130,10 @@ export const listen = <R>(
     }
     const onSocket = (socket: Socket.Socket) =>
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
-        if (Option.isSome(raw) && address._tag === "Tcp") raw.value.setNoDelay(true)
+        if (Option.isSome(raw) && address._tag === "Tcp") {
+          raw.value.setNoDelay(true)
+          raw.value.setKeepAlive(true, 15_000) // the liveness of remotes without PING
+        }
         return handler(socket)
       })
     yield* Effect.forkScoped(server.run(onSocket))
