@@ -238,6 +238,8 @@ export interface Sink {
  * @internal
  */
 export class Inbox implements Sink {
+  /** Told how many payload bytes the reader took (flow control grants credit from it). */
+  onConsumed: ((bytes: number) => void) | undefined = undefined
   private items: Array<Uint8Array> = []
   private head = 0
   private state: "open" | "eof" | ChannelError = "open"
@@ -304,6 +306,11 @@ export class Inbox implements Sink {
       const out = this.head === 0 ? items : items.slice(this.head)
       this.items = []
       this.head = 0
+      if (this.onConsumed !== undefined) {
+        let bytes = 0
+        for (let i = 0; i < out.length; i++) bytes += out[i]!.length
+        this.onConsumed(bytes)
+      }
       if (Arr.isArrayNonEmpty(out)) return Effect.succeed(out)
     }
     return this.state === "open" ? undefined : this.terminal()
@@ -318,6 +325,7 @@ export class Inbox implements Sink {
         this.items = []
         this.head = 0
       }
+      this.onConsumed?.(item.length)
       return Effect.succeed(item)
     }
     return this.state === "open" ? undefined : this.terminal()

@@ -239,6 +239,8 @@ export class Connection {
         return this.handleHello(frame)
       case FrameType.Ping:
         return this.handlePing(frame)
+      case FrameType.Credit:
+        return this.handleCredit(frame)
       case FrameType.Pong:
         return
       default:
@@ -265,6 +267,16 @@ export class Connection {
     this.options.onIncoming(channel)
   }
 
+  private handleCredit(frame: Frame.Frame): void {
+    const channel = this.channels.get(frame.channel)
+    const payload = frame.payload
+    if (channel === undefined || payload === null || payload.length !== 4) {
+      this.stats.droppedUnknownChannel++
+      return
+    }
+    channel.addCredit(new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0))
+  }
+
   private handlePing(frame: Frame.Frame): void {
     // Only a remote that announced `ping` sends one; answer with its payload.
     this.push(Frame.make(FrameType.Pong, 0, "", Headers.empty, "", false, frame.payload))
@@ -274,6 +286,27 @@ export class Connection {
   supports(name: string): boolean {
     return Headers.get(this.options.capabilities, name) !== undefined &&
       this.remoteCapabilities !== undefined && Headers.get(this.remoteCapabilities, name) !== undefined
+  }
+
+  /**
+   * The credit window (bytes) the remote grants each channel, or `undefined` when flow control is
+   * not in use on this connection (either side did not announce `credit`).
+   */
+  get remoteWindow(): number | undefined {
+    if (!this.supports("credit")) return undefined
+    const n = Number(Headers.get(this.remoteCapabilities!, "credit"))
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined
+  }
+
+  /** The credit window we grant each channel (our HELLO's `credit`). */
+  get localWindow(): number {
+    const n = Number(Headers.get(this.options.capabilities, "credit"))
+    return Number.isSafeInteger(n) && n > 0 ? n : 0
+  }
+
+  /** The largest frame the remote accepts from us (ours, as a conservative stand-in). */
+  get maxFrameBytes(): number {
+    return this.options.limits.maxFrameBytes
   }
 
   /** When the last bytes arrived (ms since epoch); any frame counts as a sign of life. */
@@ -367,7 +400,20 @@ export class ChannelImpl implements Channel.Channel {
   localEnded = false
   remoteEnded = false
   failure: Channel.ChannelError | undefined = undefined
+  /** Called when the channel is aborted (remote cancel, local cancel, lost connection). */
+  onAbort: (() => void) | undefined = undefined
+  /** Headers of the first DATA frame received (response headers in RPC). */
+  firstHeaders: Headers.Headers | undefined = undefined
   private latch: Latch.Latch | undefined = undefined
+  // --- flow control (PROTOCOL.md, "Flow control"); inactive when `flow` is false
+  readonly flow: boolean
+  /** Bytes we may still send before the remote grants more. */
+  sendCredit: number
+  private creditWaiters: Array<(effect: Effect.Effect<void>) => void> = []
+  /** Bytes the remote may still send us (negative by at most one frame). */
+  private recvBudget: number
+  /** Bytes our reader consumed and we have not granted back yet. */
+  private unacked = 0
 
   constructor(
     connection: Connection,
@@ -381,6 +427,52 @@ export class ChannelImpl implements Channel.Channel {
     this.method = method
     this.headers = headers
     this.direction = direction
+    // Channels opened before the HELLOs were exchanged (legacy-range ids) are never flow controlled.
+    const window = id < LEGACY_CHANNEL_BASE && id >= 0 ? connection.remoteWindow : undefined
+    this.flow = window !== undefined && connection.localWindow > 0
+    this.sendCredit = this.flow ? window! : Number.POSITIVE_INFINITY
+    this.recvBudget = this.flow ? connection.localWindow : Number.POSITIVE_INFINITY
+  }
+
+  /** True when flow control forbids sending more payload until the remote grants credit. */
+  get blocked(): boolean {
+    return this.sendCredit <= 0 && this.failure === undefined && !this.localEnded
+  }
+
+  /** Waits until payload may be sent again (or the channel ended). */
+  get awaitCredit(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (!this.blocked) return resume(Effect.void)
+      this.creditWaiters.push(resume)
+    })
+  }
+
+  /** @internal a CREDIT frame arrived. */
+  addCredit(n: number): void {
+    this.sendCredit += n
+    if (this.sendCredit > 0) this.releaseCreditWaiters()
+  }
+
+  private releaseCreditWaiters(): void {
+    const waiters = this.creditWaiters
+    if (waiters.length === 0) return
+    this.creditWaiters = []
+    for (const resume of waiters) resume(Effect.void)
+  }
+
+  /** @internal the reader took `bytes`: grant them back once half a window is pending. */
+  readonly consumed = (bytes: number): void => {
+    if (!this.flow || bytes === 0) return
+    this.unacked += bytes
+    const window = this.connection.localWindow
+    if (this.unacked >= window / 2 && !this.remoteEnded && this.failure === undefined) {
+      const grant = this.unacked
+      this.unacked = 0
+      this.recvBudget += grant
+      const payload = new Uint8Array(4)
+      new DataView(payload.buffer).setUint32(0, Math.min(grant, 0xffff_ffff))
+      this.connection.push(Frame.make(FrameType.Credit, this.id, "", Headers.empty, "", false, payload))
+    }
   }
 
   get remoteId(): string {
@@ -390,8 +482,10 @@ export class ChannelImpl implements Channel.Channel {
   /** The default sink, created on first use. */
   get inbox(): Channel.Inbox {
     if (this.inboxValue === undefined) {
-      this.inboxValue = new Channel.Inbox()
-      this.sink ??= this.inboxValue
+      const inbox = new Channel.Inbox()
+      if (this.flow) inbox.onConsumed = this.consumed
+      this.inboxValue = inbox
+      this.sink ??= inbox
     }
     return this.inboxValue
   }
@@ -445,6 +539,18 @@ export class ChannelImpl implements Channel.Channel {
       this.connection.stats.droppedAfterEnd++
       return
     }
+    if (this.firstHeaders === undefined) this.firstHeaders = frame.headers
+    if (this.flow && frame.payload !== null) {
+      const n = frame.payload.length
+      this.recvBudget -= n
+      if (this.recvBudget < -this.connection.maxFrameBytes) {
+        // the remote ignores our window: stop it before it exhausts memory
+        this.cancelUnsafe("duplex: flow control window exceeded")
+        return
+      }
+      // a sink other than the inbox consumes at once
+      if (this.sink !== undefined && this.sink !== this.inboxValue) this.consumed(n)
+    }
     if (frame.last) {
       // State first: waking the reader may run its fiber synchronously.
       this.remoteEnded = true
@@ -464,9 +570,10 @@ export class ChannelImpl implements Channel.Channel {
   /** @internal queues a frame of this channel; `ends` marks the end of the output half. */
   sendFrame(frame: Frame.Frame, ends: boolean): Effect.Effect<void, Channel.ChannelError> {
     if (this.failure !== undefined || this.localEnded) return Effect.fail(this.closedError())
-    if (ends) this.localEnded = true
-    this.connection.push(frame)
-    if (ends) this.settle()
+    if (frame.payload !== null && frame.payload.length > 0 && this.blocked) {
+      return Effect.flatMap(this.awaitCredit, () => this.sendFrame(frame, ends))
+    }
+    this.pushUnsafe(frame, ends)
     return this.connection.congested ? this.connection.writable : Effect.void
   }
 
@@ -477,6 +584,7 @@ export class ChannelImpl implements Channel.Channel {
   pushUnsafe(frame: Frame.Frame, ends: boolean): boolean {
     if (this.failure !== undefined || this.localEnded) return false
     if (ends) this.localEnded = true
+    if (this.flow && frame.payload !== null) this.sendCredit -= frame.payload.length
     this.connection.push(frame)
     if (ends) this.settle()
     return true
@@ -530,7 +638,9 @@ export class ChannelImpl implements Channel.Channel {
     if (this.isDone) return
     this.failure = error
     this.latch?.openUnsafe()
+    this.releaseCreditWaiters()
     this.target.finish(error, undefined, undefined)
+    this.onAbort?.()
   }
 
   private abort(error: Channel.ChannelError): void {
@@ -540,7 +650,9 @@ export class ChannelImpl implements Channel.Channel {
     this.remoteEnded = true
     this.connection.release(this)
     this.latch?.openUnsafe()
+    this.releaseCreditWaiters()
     this.target.abort(error)
+    this.onAbort?.()
   }
 
   private settle(): void {

@@ -75,6 +75,12 @@ export interface Options {
    * `false` disables it.
    */
   readonly keepalive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input } | false | undefined
+  /**
+   * Flow control: bytes each channel may receive before its reader has consumed them (the credit
+   * window this peer grants per channel and direction). Used with Duplex remotes that announce
+   * `credit` too; `false` disables it.
+   */
+  readonly flowControlWindow?: number | false | undefined
 }
 
 /**
@@ -102,7 +108,8 @@ export const defaults = {
   whenEdgeQueueFull: "suspend",
   writeHighWaterMark: 1024 * 1024,
   incomingCapacity: 4096,
-  keepalive: { interval: "15 seconds", timeout: "10 seconds" }
+  keepalive: { interval: "15 seconds", timeout: "10 seconds" },
+  flowControlWindow: 256 * 1024
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -324,7 +331,10 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     const whenFull = options.whenEdgeQueueFull ?? defaults.whenEdgeQueueFull
     const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
     const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
-    const capabilities = Headers.make({ ping: "" })
+    const window = options.flowControlWindow ?? defaults.flowControlWindow
+    const capabilities = Headers.make(
+      window === false || window <= 0 ? { ping: "" } : { ping: "", credit: String(window) }
+    )
 
     const scope = yield* Scope.Scope
     const fibers = yield* FiberSet.make()
@@ -343,7 +353,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     let remoteWaiters: Array<{ count: number; resume: (effect: Effect.Effect<void>) => void }> = []
     let handler: Handler | undefined = undefined
     const routes = new Map<string, (channel: Connection.ChannelImpl) => void>()
-    const services = new Set<string>()
+    const routeStacks = new Map<string, Array<(channel: Connection.ChannelImpl) => void>>()
+    const services = new Map<string, number>()
     const rejectUnknown = (channel: Connection.ChannelImpl): void => {
       const method = channel.method
       const parts = method.split(".")
@@ -576,11 +587,30 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
             })
         ),
       routeUnsafe: (method, f) => {
+        // A method served twice is shadowed, not lost: removing the later route restores the earlier.
+        const stack = routeStacks.get(method) ?? []
+        stack.push(f)
+        routeStacks.set(method, stack)
         routes.set(method, f)
         const dot = method.indexOf(".")
-        if (dot > 0) services.add(method.slice(0, dot))
+        const service = dot > 0 ? method.slice(0, dot) : undefined
+        if (service !== undefined) services.set(service, (services.get(service) ?? 0) + 1)
+        let removed = false
         return () => {
-          if (routes.get(method) === f) routes.delete(method)
+          if (removed) return
+          removed = true
+          const i = stack.lastIndexOf(f)
+          if (i >= 0) stack.splice(i, 1)
+          const top = stack[stack.length - 1]
+          if (top === undefined) {
+            routes.delete(method)
+            routeStacks.delete(method)
+          } else routes.set(method, top)
+          if (service !== undefined) {
+            const n = (services.get(service) ?? 1) - 1
+            if (n === 0) services.delete(service)
+            else services.set(service, n)
+          }
         }
       },
       placeUnsafe: place,

@@ -15,10 +15,12 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Channel from "./Channel.ts"
@@ -218,14 +220,14 @@ class PendingReply implements Channel.Sink, Peer.PlaceListener {
   private readonly codec: Codec.Codec
   private readonly options: CallOptions | undefined
   private readonly timeoutMillis: number
-  private readonly start: (channel: ChannelImpl) => void
+  private readonly start: (channel: ChannelImpl, pending: PendingReply) => void
   private readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
   constructor(
     method: Method,
     codec: Codec.Codec,
     options: CallOptions | undefined,
     timeoutMillis: number,
-    start: (channel: ChannelImpl) => void,
+    start: (channel: ChannelImpl, pending: PendingReply) => void,
     resume: (effect: Effect.Effect<unknown, unknown>) => void
   ) {
     this.method = method
@@ -243,7 +245,7 @@ class PendingReply implements Channel.Sink, Peer.PlaceListener {
   onPlaced(channel: ChannelImpl): void {
     this.channel = channel
     channel.sink = this
-    this.start(channel)
+    this.start(channel, this)
   }
   onFail(error: Peer.EdgeQueueFull | Peer.PeerClosed): void {
     this.settle(Effect.fail(clientError(new Unavailable({ text: error.message }))))
@@ -252,13 +254,28 @@ class PendingReply implements Channel.Sink, Peer.PlaceListener {
     if (this.settled) return
     this.options?.onResponseHeaders?.(frame.headers)
     const decoded = this.method.schemas.decodeSuccess(this.codec, item)
+    // The call is answered: forget the channel (an input still being sent stops). State first:
+    // resuming the caller may run its fiber synchronously.
+    this.forget()
     this.settle(
       decoded._tag === "Right"
         ? Effect.succeed(decoded.value)
         : Effect.fail(clientError(new BadResponse({ text: decoded.error })))
     )
+  }
+  /** The caller's own input failed: the call fails with that error. */
+  failWith(error: unknown): void {
+    if (this.settled) return
+    this.forget()
+    this.settle(Effect.fail(error))
+  }
+  private forget(): void {
     const channel = this.channel
-    if (channel !== undefined && !channel.isDone && !channel.remoteEnded) channel.detach()
+    if (channel === undefined || channel.isDone) return
+    const settled = this.settled
+    this.settled = true // detaching calls abort(): not an outcome of the call
+    channel.detach()
+    this.settled = settled
   }
   finish(error: Channel.ChannelError | undefined, last: Uint8Array | undefined, frame: Frame.Frame | undefined): void {
     if (last !== undefined && frame !== undefined) return this.offer(last, frame)
@@ -289,7 +306,7 @@ const unaryCall = (
   settings: Settings,
   options: CallOptions | undefined,
   call: { headers: Headers.Headers; timeoutMillis: number | undefined; remote: string | undefined },
-  start: (channel: ChannelImpl) => void
+  start: (channel: ChannelImpl, pending: PendingReply) => void
 ) =>
   Effect.callback<unknown, unknown>((resume) => {
     const pending = new PendingReply(method, settings.codec, options, call.timeoutMillis ?? 0, start, resume)
@@ -306,15 +323,19 @@ const encodeOrFail = (method: Method, codec: Codec.Codec, payload: unknown) => {
 
 /** Places a channel for a streaming call; cancelled when the scope closes unless done. */
 const acquireChannel = (settings: Settings, name: string, headers: Headers.Headers, remote: string | undefined) =>
-  Effect.acquireRelease(
-    Effect.callback<ChannelImpl, RpcClientError>((resume) => {
-      const remove = settings.peer.placeUnsafe(name, headers, remote, {
-        onPlaced: (channel) => resume(Effect.succeed(channel)),
-        onFail: (error) => resume(Effect.fail(clientError(new Unavailable({ text: error.message }))))
-      })
-      return Effect.sync(remove)
-    }),
-    (channel) => channel.cancel
+  // Waiting for a connection stays interruptible (deadlines, Fiber.interrupt); once placed, the
+  // channel is registered for cancellation before anything can interrupt.
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      restore(Effect.callback<ChannelImpl, RpcClientError>((resume) => {
+        const remove = settings.peer.placeUnsafe(name, headers, remote, {
+          onPlaced: (channel) => resume(Effect.succeed(channel)),
+          onFail: (error) => resume(Effect.fail(clientError(new Unavailable({ text: error.message }))))
+        })
+        return Effect.sync(remove)
+      })),
+      (channel) => Effect.as(Effect.addFinalizer(() => channel.cancel), channel)
+    )
   )
 
 const replyStream = (
@@ -325,25 +346,14 @@ const replyStream = (
   options: CallOptions | undefined
 ): Stream.Stream<unknown, unknown> => {
   const { codec } = settings
-  if (options?.onResponseHeaders !== undefined) {
-    const onHeaders = options.onResponseHeaders
-    const inbox = channel.inbox
-    let first = true
-    channel.sink = {
-      offer: (item, frame) => {
-        if (first) {
-          first = false
-          onHeaders(frame.headers)
-        }
-        inbox.offer(item, frame)
-      },
-      finish: (error, last, frame) => inbox.finish(error, last, frame),
-      abort: (error) => inbox.abort(error)
-    }
-  }
+  let first = options?.onResponseHeaders !== undefined
   return channel.input.pipe(
     Stream.mapError((error) => fromChannelError(method.name, codec, method.schemas, error, timeoutMillis ?? 0)),
     Stream.mapArrayEffect((batch) => {
+      if (first) {
+        first = false
+        options?.onResponseHeaders?.(channel.firstHeaders ?? Headers.empty)
+      }
       const decoded = decodeBatch(method.schemas.decodeSuccess, codec, batch)
       return decoded._tag === "Right"
         ? Effect.succeed(decoded.value)
@@ -362,26 +372,53 @@ const streamDeadline = <A, E, R>(
     Effect.flatMap(Effect.sleep(timeoutMillis), () => Effect.fail(clientError(new DeadlineExceeded({ timeoutMillis }))))
   )
 
-/** Sends every payload of `payloads`, then ends (or fails) the output half. */
+/** Encodes and queues payloads from `start`, waiting whenever the flow-control window is closed. */
+const sendFrom = (
+  method: Method,
+  codec: Codec.Codec,
+  channel: ChannelImpl,
+  batch: ReadonlyArray<unknown>,
+  start: number
+): Effect.Effect<void, Channel.ChannelError | RpcClientError> => {
+  for (let i = start; i < batch.length; i++) {
+    if (channel.blocked) return Effect.flatMap(channel.awaitCredit, () => sendFrom(method, codec, channel, batch, i))
+    const encoded = encodeOrFail(method, codec, batch[i])
+    if (Exit.isFailure(encoded)) return encoded
+    if (!channel.pushUnsafe(Frame.data(channel.id, encoded.value, false), false)) return channel.send(encoded.value)
+  }
+  return channel.connection.congested ? channel.connection.writable : Effect.void
+}
+
+/**
+ * Sends every payload of `payloads`, then ends the output half. If the caller's own stream fails,
+ * the remote is told (error frame with the failure's message) and the pump fails with that error.
+ */
 const pump = <E2, R2>(
   method: Method,
   codec: Codec.Codec,
   channel: ChannelImpl,
   payloads: Stream.Stream<unknown, E2, R2>
-): Effect.Effect<void, never, R2> =>
-  Stream.runForEachArray(payloads, (batch): Effect.Effect<void, Channel.ChannelError | RpcClientError> => {
-    for (let i = 0; i < batch.length; i++) {
-      const encoded = encodeOrFail(method, codec, batch[i])
-      if (Exit.isFailure(encoded)) return encoded
-      if (!channel.pushUnsafe(Frame.data(channel.id, encoded.value, false), false)) return channel.send(encoded.value)
-    }
-    return channel.connection.congested ? channel.connection.writable : Effect.void
-  }).pipe(
+): Effect.Effect<void, E2, R2> =>
+  Stream.runForEachArray(payloads, (batch) => Effect.orDie(sendFrom(method, codec, channel, batch, 0))).pipe(
     Effect.matchCauseEffect({
       onSuccess: () => Effect.ignore(channel.end),
-      onFailure: (cause) => Effect.ignore(channel.fail(String(cause)))
+      onFailure: (cause) => {
+        const failure = Cause.findErrorOption(cause)
+        const text = Option.isSome(failure) ? describeError(failure.value) : "the input stream failed"
+        return Effect.flatMap(Effect.ignore(channel.fail(text)), () => Effect.failCause(cause))
+      }
     })
   )
+
+const describeError = (error: unknown): string => {
+  if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") {
+    if (error.message !== "") return error.message
+  }
+  if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
+    return error._tag
+  }
+  return String(error)
+}
 
 const makeMethod = (method: Method, settings: Settings): unknown => {
   const { codec } = settings
@@ -417,9 +454,16 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         return Effect.gen(function*() {
           const scope = yield* Scope.make()
           const context = yield* Effect.context<R2>()
-          let sender: Fiber.Fiber<void> | undefined
-          const reply = unaryCall(method, settings, options, call, (channel) => {
-            sender = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
+          let sender: Fiber.Fiber<void, E2> | undefined
+          const reply = unaryCall(method, settings, options, call, (channel, pending) => {
+            const fiber = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
+            sender = fiber
+            fiber.addObserver((exit) => {
+              if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+                const failure = Cause.findErrorOption(exit.cause)
+                pending.failWith(Option.isSome(failure) ? failure.value : Cause.squash(exit.cause))
+              }
+            })
           })
           return yield* withTimeout(reply, call.timeoutMillis).pipe(
             Effect.ensuring(Effect.suspend(() => sender === undefined ? Effect.void : Fiber.interrupt(sender))),
@@ -433,8 +477,11 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         return streamDeadline(
           Stream.unwrap(Effect.gen(function*() {
             const channel = yield* acquireChannel(settings, method.name, call.headers, call.remote)
-            yield* Effect.forkScoped(pump(method, codec, channel, payloads))
-            return replyStream(method, settings, channel, call.timeoutMillis, options)
+            // the caller's own input failure ends the call with that error
+            const sender = Stream.drain(Stream.fromEffect(pump(method, codec, channel, payloads)))
+            return Stream.merge(replyStream(method, settings, channel, call.timeoutMillis, options), sender, {
+              haltStrategy: "left"
+            })
           })),
           call.timeoutMillis
         )

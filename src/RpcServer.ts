@@ -240,18 +240,19 @@ const streamOut = (
   stream: Stream.Stream<unknown, unknown, unknown>
 ): Effect.Effect<void, unknown> => {
   const channel = call.channel
-  // Whole chunks at a time: encode and queue every item synchronously, then wait only if the
-  // connection is above its write high-water mark.
-  return provided(Stream.runForEachArray(stream, (values) =>
-    Effect.suspend(() => {
-      for (let i = 0; i < values.length; i++) {
-        const encoded = schemas.encodeSuccess(codec, values[i])
-        if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
-        const frame = Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", false, encoded.value)
-        if (!channel.pushUnsafe(frame, false)) return Effect.interrupt
-      }
-      return channel.connection.congested ? channel.connection.writable : Effect.void
-    })))
+  // Whole chunks at a time: encode and queue items synchronously; wait only when the channel's
+  // flow-control window is closed or the connection is above its write high-water mark.
+  const sendFrom = (values: ReadonlyArray<unknown>, start: number): Effect.Effect<void> => {
+    for (let i = start; i < values.length; i++) {
+      if (channel.blocked) return Effect.flatMap(channel.awaitCredit, () => sendFrom(values, i))
+      const encoded = schemas.encodeSuccess(codec, values[i])
+      if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
+      const frame = Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", false, encoded.value)
+      if (!channel.pushUnsafe(frame, false)) return Effect.interrupt
+    }
+    return channel.connection.congested ? channel.connection.writable : Effect.void
+  }
+  return provided(Stream.runForEachArray(stream, (values) => Effect.suspend(() => sendFrom(values, 0))))
 }
 
 const inputStream = (
@@ -293,6 +294,8 @@ class SingleCall extends CallImpl implements Channel.Sink {
     this.codec = codec
     this.entry = entry
     this.runFork = runFork
+    // a lost connection interrupts the handler, as a cancel does
+    channel.onAbort = () => this.abort()
   }
   offer(item: Uint8Array): void {
     if (this.started) return
@@ -304,6 +307,7 @@ class SingleCall extends CallImpl implements Channel.Sink {
     if (this.started) return
     this.started = true
     if (error === undefined) sendError(this, ErrorKind.BadRequest, "the call ended without an argument", null)
+    else this.channel.detach() // the caller failed its input: nothing to answer
   }
   abort(): void {
     this.started = true
@@ -375,17 +379,7 @@ const makeRoute = (
           (exit) => sendExit(call, codec, schemas, exit, false)
         )
       }
-      if (fiber !== undefined) {
-        const inbox = channel.inbox
-        channel.sink = {
-          offer: (item, frame) => inbox.offer(item, frame),
-          finish: (error, last, frame) => inbox.finish(error, last, frame),
-          abort: (error) => {
-            inbox.abort(error)
-            fiber.interruptUnsafe()
-          }
-        }
-      }
+      if (fiber !== undefined) channel.onAbort = () => fiber.interruptUnsafe()
       return
     }
   }

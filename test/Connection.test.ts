@@ -17,7 +17,10 @@ import { bytes, collect, hex, text, transports, within } from "./utils/helpers.t
 import { call, connectedPair, fastReconnect, handler, nextSeen, type Seen } from "./utils/peers.ts"
 import { connectRaw, framesAfterGreeting, listenRaw, type RawFrame, type RawSocket } from "./utils/raw.ts"
 
-const HELLO_HEX = "970200a84455504c45582f3180a0c2c0"
+/** The HELLO a peer with default options sends: [2, 0, "DUPLEX/1", { ping: "", credit: "262144" }, "", false, nil]. */
+const HELLO_HEX = Buffer.from(
+  encodeFrame(Frame.hello(Headers.make({ ping: "", credit: String(Peer.defaults.flowControlWindow) })))
+).toString("hex")
 const vectorsDir = Path.join(import.meta.dirname, "fixtures", "vectors")
 const vectorLines = (name: string): Array<string> =>
   Fs.readFileSync(Path.join(vectorsDir, name), "utf8").split("\n").map((l) => l.trim()).filter((l) => l.length > 0)

@@ -1,0 +1,307 @@
+/**
+ * Helpers for the RPC tests: transports, bounded waits, connected peers, raw `node:net` sockets
+ * that speak bytes to a Duplex peer, and child processes.
+ */
+import { Duration, Effect, Scope } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Address from "../../src/Address.ts"
+import type { Frame } from "../../src/Frame.ts"
+import { FrameDecoder } from "../../src/FrameCodec.ts"
+import * as Peer from "../../src/Peer.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Transports and waits
+// ---------------------------------------------------------------------------------------------
+
+/** A fresh temp dir, removed when the scope closes. */
+export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "duplex-rpc-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+export interface Transport {
+  readonly name: "tcp" | "unix"
+  /** A fresh address to bind (port 0, or a socket in a fresh temp dir). */
+  readonly address: Effect.Effect<string, never, Scope.Scope>
+}
+
+export const transports: ReadonlyArray<Transport> = [
+  { name: "tcp", address: Effect.succeed("tcp://127.0.0.1:0") },
+  { name: "unix", address: Effect.map(tempDir, (dir) => "unix://" + Path.join(dir, "rpc.sock")) }
+]
+
+export class WaitTimeout extends Error {}
+
+/** Bounds an effect; dies with a message naming what was awaited. */
+export const within =
+  (label: string, duration: Duration.Input = "10 seconds") =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.timeoutOrElse(self, {
+      duration,
+      orElse: () =>
+        Effect.die(new WaitTimeout(`timed out after ${Duration.format(Duration.fromInputUnsafe(duration))}: ${label}`))
+    })
+
+// ---------------------------------------------------------------------------------------------
+// Peers
+// ---------------------------------------------------------------------------------------------
+
+type Setup = (peer: Peer.Peer) => Effect.Effect<void, never, Scope.Scope>
+const noSetup: Setup = () => Effect.void
+
+/**
+ * A binding peer and a connecting peer, both set up (serving) before any connection exists, then
+ * connected; returns once each sees the other.
+ */
+export const connectedPair = (
+  address: string,
+  options: { readonly binder?: Setup; readonly connector?: Setup } = {}
+): Effect.Effect<
+  { readonly binder: Peer.Peer; readonly connector: Peer.Peer; readonly address: string },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const binder = yield* Effect.orDie(Peer.make())
+    yield* (options.binder ?? noSetup)(binder)
+    const bound = yield* Effect.orDie(binder.bind(address))
+    const connector = yield* Effect.orDie(Peer.make())
+    yield* (options.connector ?? noSetup)(connector)
+    yield* Effect.orDie(connector.connect(bound))
+    yield* connector.awaitRemotes(1).pipe(within("connector sees the binder"))
+    yield* binder.awaitRemotes(1).pipe(within("binder sees the connector"))
+    return { binder, connector, address: bound }
+  })
+
+/** Number of channels still in the tables of a peer's connections. */
+export const openChannels = (peer: Peer.Peer): Effect.Effect<number> =>
+  Effect.map(peer.connections, (cs) => cs.reduce((n, c) => n + c.channels.size, 0))
+
+// ---------------------------------------------------------------------------------------------
+// Raw sockets
+// ---------------------------------------------------------------------------------------------
+
+/** Node connect options for a tcp:// or unix:// address. */
+export const netTarget = (address: string): Net.NetConnectOpts => {
+  const parsed = Address.parse(address)
+  if (parsed._tag === "Failure") throw new Error(`bad address in test: ${address}`)
+  const a = parsed.success
+  return a._tag === "Tcp" ? { host: a.host, port: a.port } : { path: a.path }
+}
+
+export class RawClosed extends Error {}
+
+export interface RawSocket {
+  /** Writes bytes with one `write` call. */
+  readonly write: (data: Uint8Array) => Effect.Effect<void>
+  /** Everything received so far. */
+  readonly received: () => Buffer
+  /** Waits until the received bytes satisfy `predicate`; fails if the socket closes first. */
+  readonly waitUntil: (predicate: (received: Buffer) => boolean) => Effect.Effect<Buffer, RawClosed>
+}
+
+const wrap = (socket: Net.Socket): RawSocket => {
+  const chunks: Array<Buffer> = []
+  let closed = false
+  let listeners: Array<() => void> = []
+  const notify = () => {
+    const current = listeners
+    listeners = []
+    for (const l of current) l()
+  }
+  socket.on("data", (chunk: Buffer) => {
+    chunks.push(chunk)
+    notify()
+  })
+  socket.on("error", () => {})
+  socket.on("close", () => {
+    closed = true
+    notify()
+  })
+  const received = () => Buffer.concat(chunks)
+  return {
+    write: (data) =>
+      Effect.callback<void>((resume) => {
+        socket.write(data, () => resume(Effect.void))
+      }),
+    received,
+    waitUntil: (predicate) =>
+      Effect.callback<Buffer, RawClosed>((resume) => {
+        const check = () => {
+          const all = received()
+          if (predicate(all)) return resume(Effect.succeed(all))
+          if (closed) return resume(Effect.fail(new RawClosed(`raw socket closed after ${all.length} bytes`)))
+          listeners.push(check)
+        }
+        check()
+        return Effect.sync(() => {
+          listeners = listeners.filter((l) => l !== check)
+        })
+      })
+  }
+}
+
+/** A raw client socket, destroyed when the scope closes. */
+export const rawConnect = (address: string): Effect.Effect<RawSocket, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Socket, Error>((resume) => {
+      const socket = Net.createConnection(netTarget(address))
+      const onError = (error: Error) => resume(Effect.fail(error))
+      socket.once("error", onError)
+      socket.once("connect", () => {
+        socket.off("error", onError)
+        resume(Effect.succeed(socket))
+      })
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  ).pipe(Effect.map(wrap))
+
+/** A raw TCP server on 127.0.0.1:0 handing out its first accepted connection; closed with the scope. */
+export const rawListen: Effect.Effect<
+  { readonly address: string; readonly accepted: Effect.Effect<RawSocket> },
+  Error,
+  Scope.Scope
+> = Effect.gen(function*() {
+  const sockets: Array<Net.Socket> = []
+  let waiter: ((socket: Net.Socket) => void) | undefined
+  const server = yield* Effect.acquireRelease(
+    Effect.callback<Net.Server, Error>((resume) => {
+      const server = Net.createServer((socket) => {
+        sockets.push(socket)
+        const w = waiter
+        waiter = undefined
+        if (w !== undefined) w(socket)
+      })
+      server.once("error", (error) => resume(Effect.fail(error)))
+      server.listen({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.callback<void>((resume) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  )
+  const info = server.address()
+  const port = info !== null && typeof info === "object" ? info.port : 0
+  const accepted = Effect.callback<Net.Socket>((resume) => {
+    const first = sockets[0]
+    if (first !== undefined) return resume(Effect.succeed(first))
+    waiter = (socket) => resume(Effect.succeed(socket))
+  }).pipe(Effect.map(wrap))
+  return { address: `tcp://127.0.0.1:${port}`, accepted }
+})
+
+/** One decoded frame with the exact bytes it came from. */
+export interface RawFrame {
+  readonly frame: Frame
+  readonly bytes: Buffer
+}
+
+/** Splits complete frames out of a byte string (a partial tail is ignored). */
+export const splitFrames = (data: Uint8Array): Array<RawFrame> => {
+  const decoder = new FrameDecoder()
+  const out: Array<RawFrame> = []
+  let start = 0
+  for (let i = 0; i < data.length; i++) {
+    let completed: Frame | undefined
+    const error = decoder.feed(data.subarray(i, i + 1), (f) => {
+      completed = f
+    })
+    if (error !== undefined) throw new Error(`undecodable bytes: ${error.message}`)
+    if (completed !== undefined) {
+      out.push({ frame: completed, bytes: Buffer.from(data.subarray(start, i + 1)) })
+      start = i + 1
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------
+
+export interface Child {
+  /** The next stdout line (fails if stdout ends first). */
+  readonly nextLine: Effect.Effect<string, Error>
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Completes when the process has exited. */
+  readonly exited: Effect.Effect<void>
+}
+
+/** Runs `node test/fixtures/<script> ...args`; SIGKILLed (if still running) when the scope closes. */
+export const spawnFixture = (script: string, args: ReadonlyArray<string>): Effect.Effect<Child, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const proc = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        ChildProcess.spawn(process.execPath, [Path.join(import.meta.dirname, "..", "fixtures", script), ...args], {
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (proc) =>
+        Effect.callback<void>((resume) => {
+          if (proc.exitCode !== null || proc.signalCode !== null) return resume(Effect.void)
+          proc.once("exit", () => resume(Effect.void))
+          proc.kill("SIGKILL")
+        })
+    )
+    let stderr = ""
+    proc.stderr.setEncoding("utf8")
+    proc.stderr.on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    const lines: Array<string> = []
+    let partial = ""
+    let ended = false
+    let wake: (() => void) | undefined
+    const notify = () => {
+      const w = wake
+      wake = undefined
+      if (w !== undefined) w()
+    }
+    proc.stdout.setEncoding("utf8")
+    proc.stdout.on("data", (chunk: string) => {
+      partial += chunk
+      let i: number
+      while ((i = partial.indexOf("\n")) >= 0) {
+        lines.push(partial.slice(0, i))
+        partial = partial.slice(i + 1)
+      }
+      notify()
+    })
+    proc.stdout.on("end", () => {
+      ended = true
+      notify()
+    })
+    let exited = proc.exitCode !== null || proc.signalCode !== null
+    const exitWaiters: Array<() => void> = []
+    proc.once("exit", () => {
+      exited = true
+      for (const w of exitWaiters.splice(0)) w()
+    })
+    return {
+      nextLine: Effect.callback<string, Error>((resume) => {
+        const check = () => {
+          const line = lines.shift()
+          if (line !== undefined) return resume(Effect.succeed(line))
+          if (ended) return resume(Effect.fail(new Error(`child stdout ended; stderr:\n${stderr}`)))
+          wake = check
+        }
+        check()
+        return Effect.sync(() => {
+          wake = undefined
+        })
+      }),
+      kill: (signal) =>
+        Effect.sync(() => {
+          proc.kill(signal)
+        }),
+      exited: Effect.callback<void>((resume) => {
+        if (exited) return resume(Effect.void)
+        exitWaiters.push(() => resume(Effect.void))
+      })
+    }
+  })
