@@ -62,6 +62,8 @@ export interface ConnectionOptions {
    * `undefined` disables probing.
    */
   readonly keepalive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input } | undefined
+  /** Called when the remote announces GOAWAY. */
+  readonly onGoAway?: ((connection: Connection) => void) | undefined
 }
 
 /**
@@ -93,9 +95,12 @@ export interface Stats {
   droppedUnknownType: number
   droppedDuplicateOpen: number
   droppedAfterEnd: number
+  /** OPENs refused because the remote had `maxChannelsPerConnection` channels open. */
+  refusedOpens: number
 }
 
 const emptyPayload = new Uint8Array(0)
+const limitHeaders = Headers.make({ "duplex-error": "limit" })
 
 /**
  * Live state of one connection. Created by `start`; methods are synchronous and safe to call from
@@ -116,7 +121,8 @@ export class Connection {
     droppedUnknownChannel: 0,
     droppedUnknownType: 0,
     droppedDuplicateOpen: 0,
-    droppedAfterEnd: 0
+    droppedAfterEnd: 0,
+    refusedOpens: 0
   }
   /** Capabilities from the remote's HELLO; `undefined` for an original peer (or before it arrived). */
   remoteCapabilities: Headers.Headers | undefined = undefined
@@ -238,10 +244,15 @@ export class Connection {
       case FrameType.Hello:
         return this.handleHello(frame)
       case FrameType.Ping:
-        return this.handlePing(frame)
-      case FrameType.Credit:
-        return this.handleCredit(frame)
+        return this.announced("ping") ? this.handlePing(frame) : this.dropUnknown()
       case FrameType.Pong:
+        return this.announced("ping") ? undefined : this.dropUnknown()
+      case FrameType.Credit:
+        return this.announced("credit") ? this.handleCredit(frame) : this.dropUnknown()
+      case FrameType.GoAway:
+        if (!this.announced("goaway")) return this.dropUnknown()
+        this.remoteGoingAway = true
+        this.options.onGoAway?.(this)
         return
       default:
         this.stats.droppedUnknownType++
@@ -262,9 +273,27 @@ export class Connection {
       this.stats.droppedDuplicateOpen++
       return
     }
+    if (this.remoteOpened >= this.options.limits.maxChannelsPerConnection) {
+      // protect this peer, keep the connection: refuse this channel only
+      this.stats.refusedOpens++
+      this.push(
+        Frame.make(FrameType.Data, frame.channel, "", limitHeaders, "duplex: too many open channels", true, null)
+      )
+      return
+    }
     const channel = new ChannelImpl(this, frame.channel, frame.method, frame.headers, "incoming")
+    this.remoteOpened++
     this.channels.set(frame.channel, channel)
     this.options.onIncoming(channel)
+  }
+
+  /** Extension frames count only from a remote that announced the extension (else: unknown type). */
+  private announced(name: string): boolean {
+    return this.remoteCapabilities !== undefined && Headers.get(this.remoteCapabilities, name) !== undefined
+  }
+
+  private dropUnknown(): void {
+    this.stats.droppedUnknownType++
   }
 
   private handleCredit(frame: Frame.Frame): void {
@@ -319,7 +348,45 @@ export class Connection {
 
   /** Called by a channel once both halves ended (or it failed): frees its id. */
   release(channel: ChannelImpl): void {
-    if (this.channels.get(channel.id) === channel) this.channels.delete(channel.id)
+    if (this.channels.get(channel.id) !== channel) return
+    this.channels.delete(channel.id)
+    if (channel.direction === "incoming") this.remoteOpened--
+    if (this.channels.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters
+      this.idleWaiters = []
+      for (const resume of waiters) resume(Effect.void)
+    }
+  }
+
+  // --- graceful drain (PROTOCOL.md, "GoAway") ------------------------------------------------
+
+  private remoteOpened = 0
+  private idleWaiters: Array<(effect: Effect.Effect<void>) => void> = []
+  /** We announced GOAWAY: this peer opens nothing new here and will close the connection. */
+  goingAway = false
+  /** The remote announced GOAWAY: open nothing new here; channels in flight go on. */
+  remoteGoingAway = false
+
+  /** Whether new channels of ours may be placed on this connection. */
+  get acceptsOpens(): boolean {
+    return this.lostWith === undefined && !this.goingAway && !this.remoteGoingAway
+  }
+
+  /** Announces that this connection is draining (GOAWAY when the remote understands it). */
+  goAway(reason: string): void {
+    if (this.goingAway || this.lostWith !== undefined) return
+    this.goingAway = true
+    if (this.supports("goaway")) {
+      this.push(Frame.make(FrameType.GoAway, 0, "", Headers.empty, reason, false, null))
+    }
+  }
+
+  /** Completes when no channel is open on the connection (or it is gone). */
+  get idle(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.channels.size === 0 || this.lostWith !== undefined) return resume(Effect.void)
+      this.idleWaiters.push(resume)
+    })
   }
 
   /** Ends the connection: every channel on it fails with `ConnectionLost`. Idempotent. */
@@ -333,6 +400,9 @@ export class Connection {
     this.channels.clear()
     for (const channel of channels) channel.lose(lost)
     this.releaseWaiters()
+    const idle = this.idleWaiters
+    this.idleWaiters = []
+    for (const resume of idle) resume(Effect.void)
     const wake = this.writerWake
     if (wake !== undefined) {
       this.writerWake = undefined

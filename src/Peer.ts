@@ -81,6 +81,8 @@ export interface Options {
    * `credit` too; `false` disables it.
    */
   readonly flowControlWindow?: number | false | undefined
+  /** Drain gracefully (see `drain`) with this grace period when the peer's scope closes. */
+  readonly drainOnClose?: Duration.Input | undefined
 }
 
 /**
@@ -109,7 +111,8 @@ export const defaults = {
   writeHighWaterMark: 1024 * 1024,
   incomingCapacity: 4096,
   keepalive: { interval: "15 seconds", timeout: "10 seconds" },
-  flowControlWindow: 256 * 1024
+  flowControlWindow: 256 * 1024,
+  drainGrace: "5 seconds"
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -260,6 +263,18 @@ export interface Peer {
   readonly events: Stream.Stream<PeerEvent>
   /** Waits until at least `count` remotes are connected. */
   readonly awaitRemotes: (count: number) => Effect.Effect<void>
+  /**
+   * Drains gracefully: announces GOAWAY on the connections (to remotes that understand it), stops
+   * placing new opens there, lets the channels in flight finish within `grace` (default 5 s), then
+   * closes those connections; channels still open then fail with `ConnectionLost`. Without
+   * `remote`, the whole peer drains: listeners stop accepting, `connect` stops redialling, and opens
+   * still waiting fail with `PeerClosed`. With `remote`, only the connections to that peer id.
+   */
+  readonly drain: (options?: {
+    readonly grace?: Duration.Input | undefined
+    readonly remote?: string | undefined
+    readonly reason?: string | undefined
+  }) => Effect.Effect<void>
   /** Number of opens waiting in the edge queue. */
   readonly pendingOpens: Effect.Effect<number>
   /** The live connections (diagnostics: channel tables, counters). */
@@ -333,7 +348,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
     const window = options.flowControlWindow ?? defaults.flowControlWindow
     const capabilities = Headers.make(
-      window === false || window <= 0 ? { ping: "" } : { ping: "", credit: String(window) }
+      window === false || window <= 0 ? { ping: "", goaway: "" } : { ping: "", goaway: "", credit: String(window) }
     )
 
     const scope = yield* Scope.Scope
@@ -345,6 +360,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     )
 
     let closed = false
+    let draining = false
     const ready: Array<Connection.Connection> = []
     const infos = new Map<Connection.Connection, RemoteInfo>()
     let cursor = 0
@@ -376,12 +392,12 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       const n = ready.length
       if (n === 0) return undefined
       if (remote !== undefined) {
-        for (const c of ready) if (c.remoteId === remote && c.isOpen) return c
+        for (const c of ready) if (c.remoteId === remote && c.acceptsOpens) return c
         return undefined
       }
       for (let i = 0; i < n; i++) {
         const c = ready[cursor++ % n]!
-        if (c.isOpen) return c
+        if (c.acceptsOpens) return c
       }
       return undefined
     }
@@ -529,8 +545,11 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       Effect.gen(function*() {
         const address = yield* Effect.fromResult(Address.fromInput(input))
         let text = Address.format(address)
-        const bound = yield* Transport.listen(address, (socket) => Effect.ignore(runConnection(socket, "binder", text)))
-          .pipe(Scope.provide(scope))
+        const bound = yield* Transport.listen(
+          address,
+          // while draining, sockets still arriving are closed at once (the handler just returns)
+          (socket) => draining ? Effect.void : Effect.ignore(runConnection(socket, "binder", text))
+        ).pipe(Scope.provide(transports))
         text = Address.format(bound)
         return text
       })
@@ -549,20 +568,43 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
           if (Date.now() - started < stableAfterMillis) return yield* Effect.fail(reason)
         })
         const loop = Effect.gen(function*() {
-          while (!closed) yield* Effect.retry(attempt, reconnect)
+          while (!closed && !draining) yield* Effect.retry(attempt, reconnect)
         })
         runFork(Effect.ignore(loop))
       })
+
+    // --- graceful drain --------------------------------------------------------------------
+
+    const drain: Peer["drain"] = (drainOptions = {}) =>
+      Effect.gen(function*() {
+        const remote = drainOptions.remote
+        const grace = drainOptions.grace ?? defaults.drainGrace
+        const targets = ready.filter((c) => remote === undefined || c.remoteId === remote)
+        if (remote === undefined) draining = true
+        for (const c of targets) c.goAway(drainOptions.reason ?? "draining")
+        // new opens go to the other connections (or wait for one) from now on
+        yield* Effect.all(targets.map((c) => c.idle), { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeoutOption(grace)
+        )
+        for (const c of targets) {
+          c.lose(new Connection.ConnectionError({ address: c.address, stage: "closed", detail: "drained" }))
+        }
+        if (remote === undefined) failWaiting()
+      })
+
+    const failWaiting = () => {
+      closed = true
+      const waiting = [...pending, ...overflow]
+      pending = []
+      overflow = []
+      for (const w of waiting) w.listener.onFail(new PeerClosed())
+    }
 
     // --- lifecycle -------------------------------------------------------------------------
 
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        closed = true
-        const waiting = [...pending, ...overflow]
-        pending = []
-        overflow = []
-        for (const w of waiting) w.listener.onFail(new PeerClosed())
+        failWaiting()
         for (const w of remoteWaiters) w.resume(Effect.void)
         remoteWaiters = []
         // streams of incoming channels and events end with the peer
@@ -570,6 +612,14 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       })
     )
     yield* Effect.addFinalizer(() => PubSub.shutdown(events))
+    // Listeners live in their own scope, closed after a graceful drain (when `drainOnClose` is set)
+    // and before the connections.
+    const transports = yield* Scope.make()
+    yield* Effect.addFinalizer((exit) => Scope.close(transports, exit))
+    if (options.drainOnClose !== undefined) {
+      const grace = options.drainOnClose
+      yield* Effect.addFinalizer(() => drain({ grace, reason: "closing" }))
+    }
 
     const peer: Peer = {
       id,
@@ -614,6 +664,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         }
       },
       placeUnsafe: place,
+      drain,
       incoming: Stream.fromQueue(incomingQueue),
       remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),
       events: Stream.fromPubSub(events),

@@ -116,10 +116,16 @@ export interface Limits {
   readonly maxMethodBytes: number
   /** Deepest nesting of msgpack values skipped inside an envelope (extra slots, unknown map keys). */
   readonly maxSkipDepth: number
+  /**
+   * Most channels the remote may have open on one connection; an OPEN beyond it is refused with an
+   * error frame (`duplex-error: limit`) and the connection stays up.
+   */
+  readonly maxChannelsPerConnection: number
 }
 
 /**
- * Default receive limits: 16 MiB frames, 64 headers, 16 KiB of headers, 1 KiB method names.
+ * Default receive limits: 16 MiB frames, 64 headers, 16 KiB of headers, 1 KiB method names, 65,536
+ * channels opened by the remote per connection.
  *
  * **Example** (Raising the frame size)
  * ```ts
@@ -134,5 +140,6 @@ export const defaultLimits: Limits = {
   maxHeaderCount: 64,
   maxHeaderBytes: 16 * 1024,
   maxMethodBytes: 1024,
-  maxSkipDepth: 16
+  maxSkipDepth: 16,
+  maxChannelsPerConnection: 65536
 }

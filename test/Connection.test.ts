@@ -17,9 +17,9 @@ import { bytes, collect, hex, text, transports, within } from "./utils/helpers.t
 import { call, connectedPair, fastReconnect, handler, nextSeen, type Seen } from "./utils/peers.ts"
 import { connectRaw, framesAfterGreeting, listenRaw, type RawFrame, type RawSocket } from "./utils/raw.ts"
 
-/** The HELLO a peer with default options sends: [2, 0, "DUPLEX/1", { ping: "", credit: "262144" }, "", false, nil]. */
+/** The HELLO a peer with default options sends: [2, 0, "DUPLEX/1", { ping, goaway, credit: "262144" }, "", false, nil]. */
 const HELLO_HEX = Buffer.from(
-  encodeFrame(Frame.hello(Headers.make({ ping: "", credit: String(Peer.defaults.flowControlWindow) })))
+  encodeFrame(Frame.hello(Headers.make({ ping: "", goaway: "", credit: String(Peer.defaults.flowControlWindow) })))
 ).toString("hex")
 const vectorsDir = Path.join(import.meta.dirname, "fixtures", "vectors")
 const vectorLines = (name: string): Array<string> =>
