@@ -144,6 +144,8 @@ export class Connection {
     this.remoteId = remoteId
     this.role = options.role
     this.address = options.address
+    const window = Number(Headers.get(options.capabilities, "credit"))
+    this.localWindowValue = Number.isSafeInteger(window) && window > 0 ? window : 0
     this.nextCompact = options.role === "connector" ? 0 : 1
     this.nextLegacy = LEGACY_CHANNEL_BASE + this.nextCompact
     this.writable = Effect.callback<void>((resume) => {
@@ -321,17 +323,13 @@ export class Connection {
    * The credit window (bytes) the remote grants each channel, or `undefined` when flow control is
    * not in use on this connection (either side did not announce `credit`).
    */
-  get remoteWindow(): number | undefined {
-    if (!this.supports("credit")) return undefined
-    const n = Number(Headers.get(this.remoteCapabilities!, "credit"))
-    return Number.isSafeInteger(n) && n > 0 ? n : undefined
-  }
+  remoteWindow: number | undefined = undefined
 
   /** The credit window we grant each channel (our HELLO's `credit`). */
   get localWindow(): number {
-    const n = Number(Headers.get(this.options.capabilities, "credit"))
-    return Number.isSafeInteger(n) && n > 0 ? n : 0
+    return this.localWindowValue
   }
+  private readonly localWindowValue: number
 
   /** The largest frame the remote accepts from us (ours, as a conservative stand-in). */
   get maxFrameBytes(): number {
@@ -344,6 +342,11 @@ export class Connection {
   private handleHello(frame: Frame.Frame): void {
     if (this.remoteCapabilities !== undefined) return
     this.remoteCapabilities = frame.headers
+    // computed once: every channel opened from now on asks
+    if (this.supports("credit")) {
+      const n = Number(Headers.get(frame.headers, "credit"))
+      this.remoteWindow = Number.isSafeInteger(n) && n > 0 ? n : undefined
+    }
   }
 
   /** Called by a channel once both halves ended (or it failed): frees its id. */

@@ -63,7 +63,8 @@ export const make = (input: Readonly<Record<string, string>> | Iterable<readonly
  * @category getters
  * @since 0.1.0
  */
-export const get = (self: Headers, key: string): string | undefined => Object.hasOwn(self, key) ? self[key] : undefined
+export const get = (self: Headers, key: string): string | undefined =>
+  self === empty ? undefined : Object.hasOwn(self, key) ? self[key] : undefined
 
 /**
  * Returns a new map with `key` set to `value`.
