@@ -272,7 +272,20 @@ export class Inbox implements Sink {
     this.wake()
   }
 
+  /**
+   * Wakes the reader at the end of the current task (a microtask), not at once: every message of
+   * the read batch being dispatched is then delivered in one pull, instead of resuming the reader
+   * once per message.
+   */
   private wake(): void {
+    if (this.waiter === undefined || this.wakeScheduled) return
+    this.wakeScheduled = true
+    queueMicrotask(this.wakeNow)
+  }
+
+  private wakeScheduled = false
+  private readonly wakeNow = (): void => {
+    this.wakeScheduled = false
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined

@@ -49,7 +49,8 @@ describe("Protocol constants", () => {
       maxHeaderCount: 64,
       maxHeaderBytes: 16384,
       maxMethodBytes: 1024,
-      maxSkipDepth: 16
+      maxSkipDepth: 16,
+      maxChannelsPerConnection: 65536
     })
     assert.deepStrictEqual(Object.keys(defaultLimits).sort(), [
       "maxFrameBytes",
