@@ -53,6 +53,7 @@ describe("Protocol constants", () => {
       maxChannelsPerConnection: 65536
     })
     assert.deepStrictEqual(Object.keys(defaultLimits).sort(), [
+      "maxChannelsPerConnection",
       "maxFrameBytes",
       "maxHeaderBytes",
       "maxHeaderCount",
