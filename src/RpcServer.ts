@@ -122,7 +122,7 @@ const sendExit = <S, E>(
     if (!withValue) {
       channel.pushUnsafe(Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", true, null), true)
     } else {
-      const encoded = schemas.encodeSuccess(codec, exit.value)
+      const encoded = schemas.encodeSuccessShared(codec, exit.value) // pushed (copied) below
       if (encoded._tag === "Left") {
         return sendError(call, ErrorKind.Defect, `failed to encode the reply: ${encoded.error}`, null)
       }
@@ -245,7 +245,8 @@ const streamOut = (
   const sendFrom = (values: ReadonlyArray<unknown>, start: number): Effect.Effect<void> => {
     for (let i = start; i < values.length; i++) {
       if (channel.blocked) return Effect.flatMap(channel.awaitCredit, () => sendFrom(values, i))
-      const encoded = schemas.encodeSuccess(codec, values[i])
+      // shared buffer: the frame is copied into the connection's slab by pushUnsafe right below
+      const encoded = schemas.encodeSuccessShared(codec, values[i])
       if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
       const frame = Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", false, encoded.value)
       if (!channel.pushUnsafe(frame, false)) return Effect.interrupt

@@ -51,6 +51,10 @@ export interface Compiled {
   readonly encodePayload: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   readonly decodeSuccess: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
   readonly encodeSuccess: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+  /** Like `encodeSuccess`, into the codec's reused buffer: copy it (push the frame) at once. */
+  readonly encodeSuccessShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+  /** Like `encodePayload`, into the codec's reused buffer: copy it (push the frame) at once. */
+  readonly encodePayloadShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   readonly decodeError: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
   readonly encodeError: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
 }
@@ -76,16 +80,17 @@ const side = (schema: Schema.Top) => {
     const exit = get(codec).decode(raw)
     return Exit.isSuccess(exit) ? right(exit.value) : left(firstError(exit))
   }
-  const encode = (codec: Codec.Codec, value: unknown): Either<Uint8Array> => {
+  const encodeWith = (shared: boolean) => (codec: Codec.Codec, value: unknown): Either<Uint8Array> => {
     const exit = get(codec).encode(value)
     if (Exit.isFailure(exit)) return left(firstError(exit))
     try {
-      return right(codec.encode(exit.value))
+      const f = shared && codec.encodeShared !== undefined ? codec.encodeShared : codec.encode
+      return right(f(exit.value))
     } catch (e) {
       return left(`cannot encode with ${codec.name}: ${e instanceof Error ? e.message : String(e)}`)
     }
   }
-  return { decode, encode }
+  return { decode, encode: encodeWith(false), encodeShared: encodeWith(true) }
 }
 
 /** @internal */
@@ -96,8 +101,10 @@ export const compile = (rpc: Rpc.Any): Compiled => {
   return {
     decodePayload: payload.decode,
     encodePayload: payload.encode,
+    encodePayloadShared: payload.encodeShared,
     decodeSuccess: success.decode,
     encodeSuccess: success.encode,
+    encodeSuccessShared: success.encodeShared,
     decodeError: error.decode,
     encodeError: error.encode
   }
