@@ -17,10 +17,12 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import { constVoid } from "effect/Function"
 import * as Layer from "effect/Layer"
@@ -462,6 +464,40 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
 
     // --- incoming channels -----------------------------------------------------------------
 
+    // Handler fibers: started at once (most short handlers finish synchronously and are never
+    // tracked); those that suspend are kept here and interrupted when the peer closes.
+    const handlerFibers = new Set<Fiber.Fiber<void, unknown>>()
+    const runForkHandler = Effect.runForkWith(yield* Effect.context<never>())
+    const handlerDone = (channel: Connection.ChannelImpl, exit: Exit.Exit<void, unknown>): void => {
+      if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+        runForkHandler(Effect.logError("duplex: channel handler failed", exit.cause))
+      }
+      channel.cancelUnsafe() // no-op when both halves ended
+    }
+    const runHandler = (h: Handler, channel: Connection.ChannelImpl): void => {
+      let effect: Effect.Effect<void, unknown>
+      try {
+        effect = h(channel)
+      } catch (defect) {
+        effect = Effect.die(defect)
+      }
+      const fiber = runForkHandler(effect)
+      const now = fiber.pollUnsafe()
+      if (now !== undefined) return handlerDone(channel, now)
+      handlerFibers.add(fiber)
+      fiber.addObserver((exit) => {
+        handlerFibers.delete(fiber)
+        handlerDone(channel, exit)
+      })
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const fibers = Array.from(handlerFibers)
+        handlerFibers.clear()
+        return fibers.length === 0 ? Effect.void : Fiber.interruptAll(fibers)
+      })
+    )
+
     const onIncoming = (channel: Connection.ChannelImpl): void => {
       if (routes.size > 0) {
         const route = routes.get(channel.method)
@@ -469,10 +505,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         if (handler === undefined) return rejectUnknown(channel)
       }
       const h = handler
-      if (h !== undefined) {
-        runFork(h(channel).pipe(Effect.ignore({ log: true }), Effect.ensuring(channel.cancel)))
-        return
-      }
+      if (h !== undefined) return runHandler(h, channel)
       if (!Queue.offerUnsafe(incomingQueue, channel)) {
         channel.connection.push(Frame.error(channel.id, "duplex: peer is not accepting channels"))
         channel.detach()
