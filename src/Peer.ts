@@ -59,11 +59,14 @@ export interface Options {
   readonly reconnect?: Schedule.Schedule<unknown, unknown> | undefined
   /** How long a dial may take before it counts as failed. */
   readonly connectTimeout?: Duration.Input | undefined
-  /** How long to wait for the remote's greeting. */
+  /** How long to wait for the remote's greeting (same as `limits.greetingTimeout`). */
   readonly greetingTimeout?: Duration.Input | undefined
-  /** Receive limits of the frame decoder. */
-  readonly limits?: Partial<Limits> | undefined
-  /** Most opens waiting for a connection. */
+  /**
+   * Every limit in one place (see `PeerLimits` and `defaultPeerLimits`): frame size, header count
+   * and bytes, method length, skip depth, channels per connection, pending opens, greeting timeout.
+   */
+  readonly limits?: Partial<PeerLimits> | undefined
+  /** Most opens waiting for a connection (same as `limits.maxPendingOpens`). */
   readonly edgeQueueCapacity?: number | undefined
   /** What `open` does when the edge queue is full: wait for room, or fail with `EdgeQueueFull`. */
   readonly whenEdgeQueueFull?: "suspend" | "fail" | undefined
@@ -85,6 +88,39 @@ export interface Options {
   readonly flowControlWindow?: number | false | undefined
   /** Drain gracefully (see `drain`) with this grace period when the peer's scope closes. */
   readonly drainOnClose?: Duration.Input | undefined
+}
+
+/**
+ * All limits of a peer. Exceeding one gives a typed error to whoever caused it and protects the
+ * peer: a remote's oversized or malformed frame closes that connection (`ProtocolError`), an OPEN
+ * beyond `maxChannelsPerConnection` is refused on its own, an open beyond `maxPendingOpens` suspends
+ * or fails with `EdgeQueueFull`, a greeting slower than `greetingTimeout` closes the connection.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PeerLimits extends Limits {
+  /** Most opens waiting in the edge queue for a connection (the queue's high-water mark). */
+  readonly maxPendingOpens: number
+  /** Longest wait for the remote's greeting. */
+  readonly greetingTimeout: Duration.Input
+}
+
+/**
+ * Default limits: the frame decoder's `defaultLimits`, 4,096 pending opens, a 10 s greeting.
+ *
+ * **Example** (Tighter limits for an edge service)
+ * ```ts
+ * import * as Peer from "duplex/Peer"
+ * const peer = Peer.make({ limits: { maxFrameBytes: 1024 * 1024, maxChannelsPerConnection: 1000 } })
+ * ```
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultPeerLimits: PeerLimits = {
+  ...defaultLimits,
+  maxPendingOpens: 4096,
+  greetingTimeout: "10 seconds"
 }
 
 /**
@@ -340,11 +376,11 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         Effect.mapError((e) => new InvalidOptions({ detail: `id: ${e.detail}` }))
       )
     const stableAfterMillis = 1000
-    const limits: Limits = { ...defaultLimits, ...options.limits }
+    const limits: PeerLimits = { ...defaultPeerLimits, ...options.limits }
     const reconnect = options.reconnect ?? defaultReconnect
     const connectTimeout = options.connectTimeout ?? defaults.connectTimeout
-    const greetingTimeout = options.greetingTimeout ?? defaults.greetingTimeout
-    const edgeCapacity = options.edgeQueueCapacity ?? defaults.edgeQueueCapacity
+    const greetingTimeout = options.limits?.greetingTimeout ?? options.greetingTimeout ?? limits.greetingTimeout
+    const edgeCapacity = options.limits?.maxPendingOpens ?? options.edgeQueueCapacity ?? limits.maxPendingOpens
     const whenFull = options.whenEdgeQueueFull ?? defaults.whenEdgeQueueFull
     const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
     const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
