@@ -36,6 +36,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import type * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
+import type * as Discovery from "./Discovery.ts"
 import * as Frame from "./Frame.ts"
 import * as Greeting from "./Greeting.ts"
 import * as Headers from "./Headers.ts"
@@ -266,6 +267,24 @@ export interface Peer {
   /** Adds an address to the pool: dials it now and redials it whenever the connection drops. */
   readonly connect: (address: string | Address.Address) => Effect.Effect<void, Address.AddressError>
   /**
+   * Removes an address from the pool: stops redialling it, drains its connections (GOAWAY, channels
+   * in flight finish within `grace`), then closes them.
+   */
+  readonly disconnect: (
+    address: string | Address.Address,
+    options?: { readonly grace?: Duration.Input | undefined; readonly reason?: string | undefined }
+  ) => Effect.Effect<void, Address.AddressError>
+  /**
+   * Follows a discovery source: connects to every address it adds and disconnects (after draining)
+   * from every address it removes, for the peer's lifetime. Round-robin placement follows the live
+   * set. With `lazy` (the default), nothing is dialled until the peer is first used (an open or a
+   * call).
+   */
+  readonly auto: <E, R>(
+    discovery: Discovery.Discovery<E, R>,
+    options?: { readonly lazy?: boolean | undefined; readonly grace?: Duration.Input | undefined }
+  ) => Effect.Effect<void, never, R>
+  /**
    * Opens a channel; waits in the edge queue while no suitable connection is ready. The channel
    * is cancelled when the scope closes unless both halves have ended.
    */
@@ -458,6 +477,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     }
 
     const place: Peer["placeUnsafe"] = (method, headers, remote, listener) => {
+      if (!used) markUsed()
       if (closed) {
         listener.onFail(new PeerClosed())
         return constVoid
@@ -639,8 +659,67 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         const loop = Effect.gen(function*() {
           while (!closed && !draining) yield* Effect.retry(attempt, reconnect)
         })
-        runFork(Effect.ignore(loop))
+        if (dialers.has(text)) return // already in the pool
+        const fiber = runFork(Effect.ignore(loop))
+        dialers.set(text, fiber)
+        fiber.addObserver(() => {
+          if (dialers.get(text) === fiber) dialers.delete(text)
+        })
       })
+
+    const dialers = new Map<string, Fiber.Fiber<void>>()
+
+    const disconnect: Peer["disconnect"] = (input, disconnectOptions = {}) =>
+      Effect.gen(function*() {
+        const text = Address.format(yield* Effect.fromResult(Address.fromInput(input)))
+        const fiber = dialers.get(text)
+        dialers.delete(text)
+        const targets = ready.filter((c) => c.address === text && c.role === "connector")
+        for (const c of targets) c.goAway(disconnectOptions.reason ?? "disconnecting")
+        yield* Effect.all(targets.map((c) => c.idle), { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeoutOption(disconnectOptions.grace ?? defaults.drainGrace)
+        )
+        if (fiber !== undefined) yield* Fiber.interrupt(fiber)
+        for (const c of targets) {
+          c.lose(new Connection.ConnectionError({ address: c.address, stage: "closed", detail: "disconnected" }))
+        }
+      })
+
+    // --- discovery -------------------------------------------------------------------------
+
+    let autoWanted: Set<string> | undefined = undefined // addresses known while nothing was used yet
+    let used = false
+    const markUsed = (): void => {
+      if (used) return
+      used = true
+      const wanted = autoWanted
+      autoWanted = undefined
+      if (wanted !== undefined) { for (const address of wanted) runFork(Effect.ignore(connect(address))) }
+    }
+
+    const auto: Peer["auto"] = (discovery, autoOptions = {}) => {
+      const lazy = autoOptions.lazy ?? true
+      if (lazy && !used) autoWanted ??= new Set()
+      const apply = (change: Discovery.Change): Effect.Effect<void> => {
+        if (change._tag === "Add") {
+          if (autoWanted !== undefined && !used) {
+            autoWanted.add(change.address)
+            return Effect.void
+          }
+          return Effect.ignore(connect(change.address))
+        }
+        autoWanted?.delete(change.address)
+        return Effect.ignore(disconnect(change.address, { grace: autoOptions.grace, reason: "removed by discovery" }))
+      }
+      return Effect.asVoid(
+        Effect.forkIn(
+          Stream.runForEach(discovery, (change) => Effect.forkIn(apply(change), scope)).pipe(
+            Effect.catchCause((cause) => Effect.logError("duplex: discovery failed", cause))
+          ),
+          scope
+        )
+      )
+    }
 
     // --- graceful drain --------------------------------------------------------------------
 
@@ -734,6 +813,8 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       },
       placeUnsafe: place,
       drain,
+      disconnect,
+      auto,
       incoming: Stream.fromQueue(incomingQueue),
       remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),
       events: Stream.fromPubSub(events),

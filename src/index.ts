@@ -17,6 +17,9 @@ export * as Codec from "./Codec.ts"
 export * as Connection from "./Connection.ts"
 
 /** @since 0.1.0 */
+export * as Discovery from "./Discovery.ts"
+
+/** @since 0.1.0 */
 export * as DuplexError from "./DuplexError.ts"
 
 /** @since 0.1.0 */
