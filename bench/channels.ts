@@ -221,7 +221,8 @@ const duplexRun = (port: number, connections: number, perConnection: number, inf
       }))
     const worker = (peer: Peer.Peer, count: number) =>
       Effect.gen(function*() {
-        for (let i = 0; i < count; i++) yield* one(peer)
+        const exchange = one(peer) // an Effect is a reusable description: build it once
+        for (let i = 0; i < count; i++) yield* exchange
       })
     const fibers = []
     for (const peer of peers) {

@@ -279,9 +279,13 @@ export class Inbox implements Sink {
    */
   private wake(): void {
     if (this.waiter === undefined || this.wakeScheduled) return
+    // a `take` wants one message: no point waiting for more
+    if (!this.waiterBatched) return this.wakeNow()
     this.wakeScheduled = true
     queueMicrotask(this.wakeNow)
   }
+
+  private waiterBatched = false
 
   private wakeScheduled = false
   private readonly wakeNow = (): void => {
@@ -298,7 +302,7 @@ export class Inbox implements Sink {
     return typeof state === "string" ? doneEffect : Effect.fail(state)
   }
 
-  private wait<A>(attempt: () => Effect.Effect<A, ChannelError | Cause.Done> | undefined) {
+  private wait<A>(attempt: () => Effect.Effect<A, ChannelError | Cause.Done> | undefined, batched: boolean) {
     return Effect.callback<A, ChannelError | Cause.Done>((resume) => {
       const now = attempt()
       if (now !== undefined) return resume(now)
@@ -307,6 +311,7 @@ export class Inbox implements Sink {
         if (next !== undefined) resume(next)
       }
       this.waiter = waiter
+      this.waiterBatched = batched
       return Effect.sync(() => {
         if (this.waiter === waiter) this.waiter = undefined
       })
@@ -346,12 +351,12 @@ export class Inbox implements Sink {
 
   /** Resumes with every buffered message at once, or waits for the next one. */
   get pull(): Pull {
-    return this.wait(this.attemptPull)
+    return this.wait(this.attemptPull, true)
   }
 
   /** Resumes with the next message only. */
   get take(): Effect.Effect<Uint8Array, ChannelError | Cause.Done> {
-    return this.wait(this.attemptTake)
+    return this.wait(this.attemptTake, false)
   }
 }
 

@@ -482,7 +482,7 @@ export class ChannelImpl implements Channel.Channel {
   readonly flow: boolean
   /** Bytes we may still send before the remote grants more. */
   sendCredit: number
-  private creditWaiters: Array<(effect: Effect.Effect<void>) => void> = []
+  private creditWaiters: Array<(effect: Effect.Effect<void>) => void> | undefined = undefined
   /** Bytes the remote may still send us (negative by at most one frame). */
   private recvBudget: number
   /** Bytes our reader consumed and we have not granted back yet. */
@@ -516,7 +516,7 @@ export class ChannelImpl implements Channel.Channel {
   get awaitCredit(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
       if (!this.blocked) return resume(Effect.void)
-      this.creditWaiters.push(resume)
+      ;(this.creditWaiters ??= []).push(resume)
     })
   }
 
@@ -528,8 +528,8 @@ export class ChannelImpl implements Channel.Channel {
 
   private releaseCreditWaiters(): void {
     const waiters = this.creditWaiters
-    if (waiters.length === 0) return
-    this.creditWaiters = []
+    if (waiters === undefined) return
+    this.creditWaiters = undefined
     for (const resume of waiters) resume(Effect.void)
   }
 
