@@ -40,6 +40,8 @@ import {
   DeadlineExceeded,
   ERROR_KIND_HEADER,
   ErrorKind,
+  Rejected,
+  REJECTED_KIND_HEADER,
   RemoteDefect,
   RemoteError,
   RpcClientError,
@@ -147,6 +149,12 @@ const fromErrorFrame = (
       return clientError(new CodecUnsupported({ codec: codec.name }))
     case ErrorKind.Deadline:
       return clientError(new DeadlineExceeded({ timeoutMillis }))
+    case ErrorKind.Rejected:
+      return clientError(
+        new Rejected({ kind: Headers.get(headers ?? Headers.empty, REJECTED_KIND_HEADER) ?? "rejected", text })
+      )
+    case ErrorKind.Limit:
+      return clientError(new Unavailable({ text }))
   }
   if (originalUnknown.test(text)) return clientError(new UnknownMethod({ method, text }))
   return clientError(new RemoteError({ text }))

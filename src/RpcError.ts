@@ -41,8 +41,40 @@ export const ErrorKind = {
   UnknownMethod: "unknown-method",
   BadRequest: "bad-request",
   Codec: "codec",
-  Deadline: "deadline"
+  Deadline: "deadline",
+  Rejected: "rejected",
+  Limit: "limit"
 } as const
+
+/**
+ * Header naming the kind of a `rejected` error (e.g. `auth`, `rate-limit`).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const REJECTED_KIND_HEADER = "duplex-rejected"
+
+/**
+ * A middleware refused the call (server side). The caller gets `RpcClientError` reason
+ * `Rejected` with the same kind and text.
+ *
+ * **Example** (Rejecting in a custom middleware)
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Rejected } from "duplex/RpcError"
+ * const closed = Effect.fail(new Rejected({ kind: "maintenance", text: "try again later" }))
+ * ```
+ * @category errors
+ * @since 0.1.0
+ */
+export class Rejected extends Schema.TaggedError<Rejected>()("Rejected", {
+  kind: Schema.String,
+  text: Schema.String
+}) {
+  override get message(): string {
+    return `rejected (${this.kind}): ${this.text}`
+  }
+}
 
 /**
  * The remote has no such method (or service).
@@ -198,7 +230,8 @@ export class RpcClientError extends Schema.TaggedError<RpcClientError>()("RpcCli
     ConnectionLost,
     Cancelled,
     DeadlineExceeded,
-    Unavailable
+    Unavailable,
+    Rejected
   ])
 }) {
   override get message(): string {

@@ -29,10 +29,18 @@ import type { ChannelImpl } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as Headers from "./Headers.ts"
 import { compile, type Compiled, decodeBatch } from "./internal/schemas.ts"
+import * as Middleware from "./Middleware.ts"
 import * as Peer from "./Peer.ts"
 import { FrameType } from "./Protocol.ts"
 import type * as Rpc from "./Rpc.ts"
-import { ERROR_KIND_HEADER, ErrorKind, RequestStreamError, TIMEOUT_HEADER } from "./RpcError.ts"
+import {
+  ERROR_KIND_HEADER,
+  ErrorKind,
+  Rejected,
+  REJECTED_KIND_HEADER,
+  RequestStreamError,
+  TIMEOUT_HEADER
+} from "./RpcError.ts"
 import type * as RpcGroup from "./RpcGroup.ts"
 
 /**
@@ -141,6 +149,11 @@ const sendExit = <S, E>(
     if (error instanceof RequestStreamError) {
       return sendError(call, ErrorKind.BadRequest, error.text, null)
     }
+    if (error instanceof Rejected) {
+      if (error.kind === "deadline") return sendError(call, ErrorKind.Deadline, error.text, null)
+      call.setHeader(REJECTED_KIND_HEADER, error.kind)
+      return sendError(call, ErrorKind.Rejected, error.text, null)
+    }
     if (isDeadline(error)) return sendError(call, ErrorKind.Deadline, "deadline exceeded", null)
     const encoded = schemas.encodeError(codec, error)
     return sendError(
@@ -185,6 +198,8 @@ interface Entry {
   readonly rpc: Rpc.Any
   readonly schemas: Compiled
   readonly handler: (...args: ReadonlyArray<never>) => unknown
+  /** The composed middleware, when there is any (no cost otherwise). */
+  readonly wrap: Middleware.Middleware<unknown> | undefined
 }
 
 const resolveCodec = (registry: Codec.Registry, channel: ChannelImpl): Codec.Codec | undefined => {
@@ -319,11 +334,12 @@ class SingleCall extends CallImpl implements Channel.Sink {
     const decoded = schemas.decodePayload(this.codec, bytes)
     if (decoded._tag === "Left") return sendError(this, ErrorKind.BadRequest, decoded.error, null)
     const out = callHandler(() => (handler as (p: unknown, c: RpcGroup.Call) => unknown)(decoded.value, this))
-    const effect: Effect.Effect<unknown, unknown> = rpc.kind === "unary"
+    let effect: Effect.Effect<unknown, unknown> = rpc.kind === "unary"
       ? (Stream.isStream(out) ? Effect.die(new Error("unary handler returned a Stream")) : out)
       : streamOut(this, this.codec, schemas, Stream.isStream(out) ? out : Stream.fromEffect(out))
+    if (this.entry.wrap !== undefined) effect = provided(this.entry.wrap(this, effect))
     // An Exit needs no fiber, services or deadline: answer it at once.
-    if (isExitOf(effect)) return this.reply(effect)
+    else if (isExitOf(effect)) return this.reply(effect)
     const fiber = this.runFork(withDeadline(Effect.provideService(effect, CurrentCall, this), this.headers))
     const now = fiber.pollUnsafe()
     if (now !== undefined) return this.reply(now)
@@ -360,8 +376,12 @@ const makeRoute = (
     case "client":
     case "bidi": {
       const call = new CallImpl(channel)
-      const provide = <A, E>(effect: Effect.Effect<A, E, never>): Effect.Effect<A, E | DeadlineError> =>
-        isExitOf(effect) ? effect : withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
+      const provide = (inner: Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> => {
+        const effect = entry.wrap === undefined ? inner : provided(entry.wrap(call, inner))
+        return isExitOf(effect)
+          ? effect
+          : withDeadline(Effect.provideService(effect, CurrentCall, call), channel.headers)
+      }
       const input = inputStream(channel, codec, schemas)
       const out = callHandler(() => (handler as (p: unknown, c: RpcGroup.Call) => unknown)(input, call))
       let fiber: Fiber.Fiber<unknown, unknown> | undefined
@@ -391,6 +411,17 @@ const makeRoute = (
 // ---------------------------------------------------------------------------------------------
 
 /**
+ * Options of `serve`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ServeOptions<MR = never> {
+  /** Middleware around every call of the group; the first in the list runs first (`Middleware`). */
+  readonly middleware?: ReadonlyArray<Middleware.Middleware<MR>> | undefined
+}
+
+/**
  * Serves `group` on `peer` with `handlers` until the scope closes. Handler requirements are taken
  * from the current context.
  *
@@ -413,13 +444,16 @@ const makeRoute = (
  * @category serving
  * @since 0.1.0
  */
-export const serve = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>>(
+export const serve = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>, MR = never>(
   peer: Peer.Peer,
   group: RpcGroup.RpcGroup<R>,
-  handlers: H
-): Effect.Effect<void, never, Scope.Scope | Exclude<RpcGroup.HandlerServices<H>, CurrentCall>> =>
+  handlers: H,
+  options: ServeOptions<MR> = {}
+): Effect.Effect<void, never, Scope.Scope | Exclude<RpcGroup.HandlerServices<H> | MR, CurrentCall>> =>
   Effect.gen(function*() {
-    const context = yield* Effect.context<Exclude<RpcGroup.HandlerServices<H>, CurrentCall>>()
+    const context = yield* Effect.context<Exclude<RpcGroup.HandlerServices<H> | MR, CurrentCall>>()
+    const middleware = options.middleware ?? []
+    const wrap = middleware.length === 0 ? undefined : Middleware.compose<unknown>(middleware)
     const registry = yield* Codec.Codecs
     const runForkWith = Effect.runForkWith<never>(context)
     const runFork: RunFork = (effect) => runForkWith(effect)
@@ -427,7 +461,7 @@ export const serve = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, un
     for (const [tag, rpc] of group.rpcs) {
       const handler = (handlers as Record<string, Entry["handler"]>)[tag]
       if (handler === undefined) continue
-      const entry: Entry = { rpc, schemas: compile(rpc), handler }
+      const entry: Entry = { rpc, schemas: compile(rpc), handler, wrap }
       removers.push(peer.routeUnsafe(group.methodPrefix + tag, makeRoute(entry, registry, runFork)))
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => removers.forEach((remove) => remove())))
@@ -449,8 +483,9 @@ export const serve = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, un
  * @category layers
  * @since 0.1.0
  */
-export const layer = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>>(
+export const layer = <R extends Rpc.Any, const H extends RpcGroup.Handlers<R, unknown>, MR = never>(
   group: RpcGroup.RpcGroup<R>,
-  handlers: H
-): Layer.Layer<never, never, Peer.Peer | Exclude<RpcGroup.HandlerServices<H>, CurrentCall>> =>
-  Layer.effectDiscard(Effect.flatMap(Effect.service(Peer.Peer), (peer) => serve(peer, group, handlers)))
+  handlers: H,
+  options: ServeOptions<MR> = {}
+): Layer.Layer<never, never, Peer.Peer | Exclude<RpcGroup.HandlerServices<H> | MR, CurrentCall>> =>
+  Layer.effectDiscard(Effect.flatMap(Effect.service(Peer.Peer), (peer) => serve(peer, group, handlers, options)))

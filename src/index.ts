@@ -38,6 +38,9 @@ export * as Greeting from "./Greeting.ts"
 export * as Headers from "./Headers.ts"
 
 /** @since 0.1.0 */
+export * as Middleware from "./Middleware.ts"
+
+/** @since 0.1.0 */
 export * as Peer from "./Peer.ts"
 
 /** @since 0.1.0 */

@@ -1,0 +1,249 @@
+/**
+ * Middleware for RPC calls, in the style of tower / Finagle: a `Middleware` wraps the handling of
+ * a call — it gets the call (method, headers, caller's peer id) and the effect that runs the
+ * handler, and returns the effect to run instead. It can pass, rewrite the outcome, or reject with
+ * a typed `Rejected` error that reaches the caller as `RpcClientError` reason `Rejected`.
+ *
+ * **Order.** `RpcServer.serve(peer, group, handlers, { middleware: [a, b, c] })` runs `a` first:
+ * `a` wraps `b`, which wraps `c`, which wraps the handler — the first in the list sees the call
+ * first and the outcome last (as tower's `ServiceBuilder`: "layers added first are called with the
+ * request first"). Put cheap rejections (auth, rate limit) before expensive work (logging,
+ * metrics of accepted calls).
+ *
+ * Built in: `auth`, `rateLimit`, `deadline`, `logging`, `metrics`. Client-side, `RpcClient` options
+ * take `headers` (e.g. a token) and per-call headers; tracing is built into both sides.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Headers from "./Headers.ts"
+import { Rejected } from "./RpcError.ts"
+import type * as RpcGroup from "./RpcGroup.ts"
+
+/**
+ * Wraps the handling of one call. `next` runs the handler (and the middleware after this one).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Middleware<R = never> {
+  <R2>(call: RpcGroup.Call, next: Effect.Effect<unknown, unknown, R2>): Effect.Effect<unknown, unknown, R | R2>
+}
+
+/**
+ * The services a list of middleware needs.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Services<M> = M extends ReadonlyArray<Middleware<infer R>> ? R : never
+
+/**
+ * Composes middleware: the first wraps all the others.
+ *
+ * **Example** (Composing)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const stack = Middleware.compose([Middleware.logging(), Middleware.rateLimit({ per: "remote", ratePerSecond: 100 })])
+ * ```
+ * @category combinators
+ * @since 0.1.0
+ */
+export const compose =
+  <R>(middleware: ReadonlyArray<Middleware<R>>): Middleware<R> =>
+  <R2>(call: RpcGroup.Call, next: Effect.Effect<unknown, unknown, R2>) => {
+    let effect: Effect.Effect<unknown, unknown, R | R2> = next
+    for (let i = middleware.length - 1; i >= 0; i--) {
+      const m = middleware[i]!
+      const inner = effect
+      // each layer sees the inner layers as its `next`
+      effect = Effect.suspend(() => m(call, inner))
+    }
+    return effect
+  }
+
+/**
+ * Rejects calls whose token header fails `check`. The token is read from `header` (default
+ * `authorization`); a missing token is rejected without calling `check`.
+ *
+ * **Example** (A shared secret)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Middleware from "duplex/Middleware"
+ * const auth = Middleware.auth({ check: (token) => Effect.succeed(token === "Bearer s3cret") })
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const auth = <E, R>(options: {
+  readonly header?: string | undefined
+  readonly check: (token: string, call: RpcGroup.Call) => Effect.Effect<boolean, E, R>
+}): Middleware<R> => {
+  const header = options.header ?? "authorization"
+  return (call, next) => {
+    const token = Headers.get(call.headers, header)
+    if (token === undefined) return Effect.fail(new Rejected({ kind: "auth", text: `missing ${header} header` }))
+    return Effect.flatMap(
+      Effect.catch(options.check(token, call), () => Effect.succeed(false)),
+      (ok) => ok ? next : Effect.fail(new Rejected({ kind: "auth", text: "not authorized" }))
+    )
+  }
+}
+
+/**
+ * Token-bucket rate limiting per remote peer or per method: each key gets `burst` tokens (default
+ * `ratePerSecond`), refilled at `ratePerSecond`; a call without a token is rejected at once.
+ *
+ * **Example** (100 calls per second per caller)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const limit = Middleware.rateLimit({ per: "remote", ratePerSecond: 100, burst: 20 })
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const rateLimit = (options: {
+  readonly per: "remote" | "method" | "remote-method"
+  readonly ratePerSecond: number
+  readonly burst?: number | undefined
+  readonly now?: (() => number) | undefined
+}): Middleware => {
+  const burst = options.burst ?? options.ratePerSecond
+  const now = options.now ?? Date.now
+  const buckets = new Map<string, { tokens: number; at: number }>()
+  const keyOf = (call: RpcGroup.Call) =>
+    options.per === "remote"
+      ? call.remoteId
+      : options.per === "method"
+      ? call.method
+      : `${call.remoteId} ${call.method}`
+  return (call, next) =>
+    Effect.suspend(() => {
+      const key = keyOf(call)
+      const t = now()
+      const bucket = buckets.get(key) ?? { tokens: burst, at: t }
+      bucket.tokens = Math.min(burst, bucket.tokens + ((t - bucket.at) / 1000) * options.ratePerSecond)
+      bucket.at = t
+      buckets.set(key, bucket)
+      if (bucket.tokens < 1) {
+        return Effect.fail(
+          new Rejected({ kind: "rate-limit", text: `rate limit of ${options.ratePerSecond}/s exceeded` })
+        )
+      }
+      bucket.tokens -= 1
+      return next
+    })
+}
+
+/**
+ * Enforces a maximum duration for every call (whatever deadline the caller sent): past it the
+ * handler is interrupted and the caller gets `DeadlineExceeded`.
+ *
+ * **Example** (At most 2 seconds)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const deadline = Middleware.deadline({ max: "2 seconds" })
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const deadline = (options: { readonly max: Duration.Input }): Middleware => {
+  const max = Duration.fromInputUnsafe(options.max)
+  return (_call, next) =>
+    Effect.timeoutOrElse(next, {
+      duration: max,
+      orElse: () => Effect.fail(new Rejected({ kind: "deadline", text: "deadline exceeded" }))
+    })
+}
+
+/**
+ * Logs every call with its method, caller, duration and outcome (`Effect.log*`, so it follows the
+ * application's logger).
+ *
+ * **Example** (Logging calls)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const log = Middleware.logging()
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const logging = (): Middleware => (call, next) =>
+  Effect.suspend(() => {
+    const started = performance.now()
+    return Effect.onExit(next, (exit) => {
+      const ms = (performance.now() - started).toFixed(1)
+      const who = `${call.method} from ${call.remoteId.slice(0, 8)}`
+      return Exit.isSuccess(exit)
+        ? Effect.logDebug(`duplex: ${who} ok in ${ms} ms`)
+        : Effect.logInfo(`duplex: ${who} failed in ${ms} ms`, exit.cause)
+    })
+  })
+
+/**
+ * Effect `Metric`s of a server: calls and errors (counters, by method), latency (histogram, ms),
+ * calls in flight (gauge).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ServerMetrics {
+  readonly calls: Metric.Counter<number>
+  readonly errors: Metric.Counter<number>
+  readonly latency: Metric.Histogram<number>
+  readonly inFlight: Metric.Gauge<number>
+}
+
+/**
+ * Records calls, errors, latency and calls in flight as Effect `Metric`s (so they reach any
+ * metrics exporter the application installs), tagged with the method.
+ *
+ * **Example** (Metrics with a prefix)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const { middleware, metrics } = Middleware.metrics({ prefix: "arith" })
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const metrics = (options: { readonly prefix?: string | undefined } = {}): {
+  readonly middleware: Middleware
+  readonly metrics: ServerMetrics
+} => {
+  const p = options.prefix === undefined ? "duplex" : `${options.prefix}`
+  const m: ServerMetrics = {
+    calls: Metric.counter(`${p}_calls_total`, { description: "RPC calls received" }),
+    errors: Metric.counter(`${p}_errors_total`, { description: "RPC calls that failed" }),
+    latency: Metric.histogram(`${p}_latency_ms`, {
+      description: "RPC call duration in milliseconds",
+      boundaries: Metric.exponentialBoundaries({ start: 0.1, factor: 2, count: 20 })
+    }),
+    inFlight: Metric.gauge(`${p}_in_flight`, { description: "RPC calls being handled" })
+  }
+  let inFlight = 0
+  const middleware: Middleware = (call, next) =>
+    Effect.suspend(() => {
+      const attributes = { method: call.method }
+      const started = performance.now()
+      inFlight++
+      return Effect.andThen(
+        Effect.all([
+          Metric.update(Metric.withAttributes(m.calls, attributes), 1),
+          Metric.update(m.inFlight, inFlight)
+        ]),
+        Effect.onExit(next, (exit) => {
+          inFlight--
+          const updates = [
+            Metric.update(Metric.withAttributes(m.latency, attributes), performance.now() - started),
+            Metric.update(m.inFlight, inFlight)
+          ]
+          if (Exit.isFailure(exit)) updates.push(Metric.update(Metric.withAttributes(m.errors, attributes), 1))
+          return Effect.all(updates, { discard: true })
+        })
+      )
+    })
+  return { middleware, metrics: m }
+}
