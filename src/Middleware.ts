@@ -19,6 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
+import * as Tracer from "effect/Tracer"
 import * as Headers from "./Headers.ts"
 import { Rejected } from "./RpcError.ts"
 import type * as RpcGroup from "./RpcGroup.ts"
@@ -246,4 +247,46 @@ export const metrics = (options: { readonly prefix?: string | undefined } = {}):
       )
     })
   return { middleware, metrics: m }
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
+
+/**
+ * Parses a W3C `traceparent` header into an external span (parent of the server's span).
+ *
+ * **Example** (Parsing)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * Middleware.parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+ * ```
+ * @category tracing
+ * @since 0.1.0
+ */
+export const parseTraceparent = (header: string | undefined): Tracer.ExternalSpan | undefined => {
+  if (header === undefined) return undefined
+  const m = TRACEPARENT.exec(header.trim().toLowerCase())
+  if (m === null || m[1] === "ff" || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined
+  return Tracer.externalSpan({ traceId: m[2]!, spanId: m[3]!, sampled: (parseInt(m[4]!, 16) & 1) === 1 })
+}
+
+/**
+ * Runs every call in a span `duplex.server <method>` whose parent is the caller's span from the
+ * `traceparent` header (see `RpcClient` option `tracing`), so a call — through proxies too — shows
+ * as one trace in Effect's tracer (and so in its OpenTelemetry integration).
+ *
+ * **Example** (Tracing a server)
+ * ```ts
+ * import * as Middleware from "duplex/Middleware"
+ * const middleware = [Middleware.tracing(), Middleware.logging()]
+ * ```
+ * @category tracing
+ * @since 0.1.0
+ */
+export const tracing = (): Middleware => (call, next) => {
+  const parent = parseTraceparent(Headers.get(call.headers, "traceparent"))
+  return Effect.withSpan(next, `duplex.server ${call.method}`, {
+    kind: "server",
+    attributes: { "rpc.system": "duplex", "rpc.method": call.method, "duplex.remote": call.remoteId },
+    ...(parent === undefined ? {} : { parent })
+  })
 }

@@ -80,6 +80,12 @@ export interface Options {
   readonly headers?: Readonly<Record<string, string>> | undefined
   readonly timeout?: Duration.Input | undefined
   readonly remote?: string | undefined
+  /**
+   * Trace calls: each call runs in a span `duplex.client <method>` (child of the caller's current
+   * span) whose context travels in the W3C `traceparent` header, so the server's span (with
+   * `Middleware.tracing()`) joins the same trace, through proxies too. Default `false`.
+   */
+  readonly tracing?: boolean | undefined
 }
 
 /**
@@ -196,7 +202,28 @@ interface Settings {
   readonly headers: Headers.Headers
   readonly timeoutMillis: number | undefined
   readonly remote: string | undefined
+  readonly tracing: boolean
 }
+
+/** The W3C trace context of a span: `00-<trace id>-<span id>-<flags>`. */
+export const traceparent = (span: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean }) =>
+  `00-${span.traceId.padStart(32, "0").slice(-32)}-${span.spanId.padStart(16, "0").slice(-16)}-${
+    span.sampled ? "01" : "00"
+  }`
+
+/** Runs `build` inside a client span, with the span's `traceparent` added to the headers. */
+const traced = <A, E, R>(
+  settings: Settings,
+  name: string,
+  headers: Headers.Headers,
+  build: (headers: Headers.Headers) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  !settings.tracing ? build(headers) : Effect.withSpan(
+    Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
+      build(Headers.set(headers, "traceparent", traceparent(span)))),
+    `duplex.client ${name}`,
+    { kind: "client", attributes: { "rpc.system": "duplex", "rpc.method": name } }
+  )
 
 const resolveCall = (settings: Settings, options: CallOptions | undefined) => {
   const timeoutMillis = options?.timeout !== undefined
@@ -437,10 +464,16 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         if (Exit.isFailure(encoded)) return encoded
         const bytes = encoded.value
         const call = resolveCall(settings, options)
+        const start = (channel: ChannelImpl) => {
+          channel.pushUnsafe(Frame.data(channel.id, bytes, true), true)
+        }
         return withTimeout(
-          unaryCall(method, settings, options, call, (channel) => {
-            channel.pushUnsafe(Frame.data(channel.id, bytes, true), true)
-          }),
+          traced(
+            settings,
+            method.name,
+            call.headers,
+            (headers) => unaryCall(method, settings, options, { ...call, headers }, start)
+          ),
           call.timeoutMillis
         )
       }
@@ -449,11 +482,12 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         const encoded = encodeOrFail(method, codec, payload)
         if (Exit.isFailure(encoded)) return Stream.fromEffect(encoded)
         const call = resolveCall(settings, options)
-        const stream = Stream.unwrap(Effect.gen(function*() {
-          const channel = yield* acquireChannel(settings, method.name, call.headers, call.remote)
-          channel.pushUnsafe(Frame.data(channel.id, encoded.value, true), true)
-          return replyStream(method, settings, channel, call.timeoutMillis, options)
-        }))
+        const stream = Stream.unwrap(traced(settings, method.name, call.headers, (headers) =>
+          Effect.gen(function*() {
+            const channel = yield* acquireChannel(settings, method.name, headers, call.remote)
+            channel.pushUnsafe(Frame.data(channel.id, encoded.value, true), true)
+            return replyStream(method, settings, channel, call.timeoutMillis, options)
+          })))
         return streamDeadline(stream, call.timeoutMillis)
       }
     case "client":
@@ -463,16 +497,22 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
           const scope = yield* Scope.make()
           const context = yield* Effect.context<R2>()
           let sender: Fiber.Fiber<void, E2> | undefined
-          const reply = unaryCall(method, settings, options, call, (channel, pending) => {
-            const fiber = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
-            sender = fiber
-            fiber.addObserver((exit) => {
-              if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
-                const failure = Cause.findErrorOption(exit.cause)
-                pending.failWith(Option.isSome(failure) ? failure.value : Cause.squash(exit.cause))
-              }
-            })
-          })
+          const reply = traced(
+            settings,
+            method.name,
+            call.headers,
+            (headers) =>
+              unaryCall(method, settings, options, { ...call, headers }, (channel, pending) => {
+                const fiber = Effect.runForkWith(context)(pump(method, codec, channel, payloads))
+                sender = fiber
+                fiber.addObserver((exit) => {
+                  if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+                    const failure = Cause.findErrorOption(exit.cause)
+                    pending.failWith(Option.isSome(failure) ? failure.value : Cause.squash(exit.cause))
+                  }
+                })
+              })
+          )
           return yield* withTimeout(reply, call.timeoutMillis).pipe(
             Effect.ensuring(Effect.suspend(() => sender === undefined ? Effect.void : Fiber.interrupt(sender))),
             Effect.ensuring(Scope.close(scope, Exit.void))
@@ -560,7 +600,8 @@ export const makeWith = <R extends Rpc.Any>(
       timeoutMillis: options.timeout === undefined
         ? undefined
         : Duration.toMillis(Duration.fromInputUnsafe(options.timeout)),
-      remote: options.remote
+      remote: options.remote,
+      tracing: options.tracing === true
     }
     const client: Record<string, unknown> = {}
     for (const [tag, rpc] of group.rpcs) {
