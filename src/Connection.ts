@@ -675,9 +675,26 @@ export class ChannelImpl implements Channel.Channel {
     return Effect.suspend(() => this.sendFrame(Frame.end(this.id), true))
   }
 
-  fail(text: string, payload?: Uint8Array): Effect.Effect<void, Channel.ChannelError> {
+  fail(text: string, payload?: Uint8Array, headers?: Headers.Headers): Effect.Effect<void, Channel.ChannelError> {
     return Effect.suspend(() =>
-      this.sendFrame(Frame.error(this.id, text === "" ? "error" : text, payload ?? null), true)
+      this.sendFrame(
+        Frame.make(
+          FrameType.Data,
+          this.id,
+          "",
+          headers ?? Headers.empty,
+          text === "" ? "error" : text,
+          true,
+          payload ?? null
+        ),
+        true
+      )
+    )
+  }
+
+  sendWithHeaders(payload: Uint8Array, headers: Headers.Headers): Effect.Effect<void, Channel.ChannelError> {
+    return Effect.suspend(() =>
+      this.sendFrame(Frame.make(FrameType.Data, this.id, "", headers, "", false, payload), false)
     )
   }
 

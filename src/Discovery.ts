@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Dns from "effect/net/Dns"
 import * as NetAddress from "effect/net/NetAddress"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 
@@ -107,7 +108,10 @@ export type DnsOptions =
     readonly retry?: Duration.Input | undefined
   }
   | {
-    /** SRV records of `name` (target and port from each record). */
+    /**
+     * SRV records of `name` (target and port from each record); each target is resolved to its
+     * addresses (A, else AAAA) through the same `Dns` service.
+     */
     readonly type: "SRV"
     readonly name: string
     readonly interval?: Duration.Input | undefined
@@ -127,11 +131,38 @@ const resolveOnce = (dns: Dns.Dns["Service"], options: DnsOptions): Effect.Effec
         (records) => new Set(records.map((r) => tcpUrl(NetAddress.formatIp(r.address), options.port)))
       )
     case "SRV":
-      return Effect.map(
+      return Effect.flatMap(
         dns.resolve(options.name, "SRV"),
-        (records) => new Set(records.map((r) => tcpUrl(trimDot(r.target), r.port)))
+        (records) =>
+          Effect.forEach(records, (r) => resolveTarget(dns, trimDot(r.target), r.port), { concurrency: 8 }).pipe(
+            Effect.map((urls) => new Set(urls.flat()))
+          )
       )
   }
+}
+
+const isNotFound = (error: Dns.DnsError): boolean => error.reason === "NotFound"
+
+/**
+ * The addresses (`tcp://ip:port`) of an SRV target, resolved through the same `Dns` service as the
+ * SRV query: a dial resolves a host name with the system resolver (`getaddrinfo`), which does not
+ * know names served only by the name server given to `Dns` (e.g. `NodeDns.make({ nameServers })`).
+ * A records first, AAAA when there are none; a target without addresses is skipped; any other
+ * failure fails the whole resolution (so the last good set is kept).
+ */
+const resolveTarget = (
+  dns: Dns.Dns["Service"],
+  target: string,
+  port: number
+): Effect.Effect<Array<string>, Dns.DnsError> => {
+  if (Result.isSuccess(NetAddress.ipFromString(target))) return Effect.succeed([tcpUrl(target, port)])
+  const urls = (records: ReadonlyArray<Dns.A | Dns.Aaaa>) =>
+    records.map((r) => tcpUrl(NetAddress.formatIp(r.address), port))
+  return dns.resolve(target, "A").pipe(
+    Effect.map(urls),
+    Effect.catchIf(isNotFound, () => Effect.map(dns.resolve(target, "AAAA"), urls)),
+    Effect.catchIf(isNotFound, () => Effect.succeed([]))
+  )
 }
 
 /**

@@ -47,6 +47,9 @@ export * as Peer from "./Peer.ts"
 export * as Protocol from "./Protocol.ts"
 
 /** @since 0.1.0 */
+export * as Proxy from "./Proxy.ts"
+
+/** @since 0.1.0 */
 export * as Rpc from "./Rpc.ts"
 
 /** @since 0.1.0 */
