@@ -662,7 +662,7 @@ export class FrameDecoder {
     this.avail(n)
     const start = this.pos
     this.pos += n
-    return utf8(this.data, start, n)
+    return field === "error" ? utf8(this.data, start, n) : cachedUtf8(this.data, start, n)
   }
 
   private tooLong(field: string, n: number, max: number): never {
@@ -983,6 +983,34 @@ const concatHead = (chunks: ReadonlyArray<Uint8Array>, prevLen: number, take: nu
   }
   out.set(chunks[lastIndex]!.subarray(0, take), p)
   return out
+}
+
+// A small direct-mapped cache of short strings (method names, header keys and values repeat on
+// every call): a hit costs a hash and a byte compare instead of building a new string.
+const CACHE_SLOTS = 512
+const cacheBytes: Array<Uint8Array | undefined> = new Array(CACHE_SLOTS)
+const cacheStrings: Array<string> = new Array(CACHE_SLOTS)
+
+const cachedUtf8 = (d: Uint8Array, start: number, n: number): string => {
+  if (n > 32) return utf8(d, start, n)
+  let h = 0x811c9dc5 ^ n
+  for (let i = start, end = start + n; i < end; i++) h = Math.imul(h ^ d[i]!, 0x01000193)
+  const slot = (h >>> 0) & (CACHE_SLOTS - 1)
+  const cached = cacheBytes[slot]
+  if (cached !== undefined && cached.length === n) {
+    let same = true
+    for (let i = 0; i < n; i++) {
+      if (cached[i] !== d[start + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return cacheStrings[slot]!
+  }
+  const s = utf8(d, start, n)
+  cacheBytes[slot] = new Uint8Array(d.subarray(start, start + n)) // a copy: never retain the chunk
+  cacheStrings[slot] = s
+  return s
 }
 
 const utf8 = (d: Uint8Array, start: number, n: number): string => {
