@@ -190,6 +190,7 @@ export const dns = (options: DnsOptions): Discovery<never, Dns.Dns> =>
     let current = new Set<string>()
     let first = true
     const step: Effect.Effect<Array<Change>> = Effect.gen(function*() {
+      // the first resolution, and the one after a failure (which already waited `retry`), go at once
       if (!first) yield* Effect.sleep(interval)
       first = false
       const exit = yield* Effect.exit(resolveOnce(resolver, options))
@@ -201,6 +202,7 @@ export const dns = (options: DnsOptions): Discovery<never, Dns.Dns> =>
         if (reason === "NotFound") next = new Set()
         else {
           yield* Effect.sleep(retry)
+          first = true
           return [] as Array<Change>
         }
       }

@@ -702,7 +702,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       if (lazy && !used) autoWanted ??= new Set()
       const apply = (change: Discovery.Change): Effect.Effect<void> => {
         if (change._tag === "Add") {
-          if (autoWanted !== undefined && !used) {
+          if (lazy && autoWanted !== undefined && !used) {
             autoWanted.add(change.address)
             return Effect.void
           }
