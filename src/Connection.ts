@@ -278,7 +278,7 @@ export class Connection {
     if (this.remoteOpened >= this.options.limits.maxChannelsPerConnection) {
       // protect this peer, keep the connection: refuse this channel only
       this.stats.refusedOpens++
-      this.push(
+      this.pushReply(
         Frame.make(FrameType.Data, frame.channel, "", limitHeaders, "duplex: too many open channels", true, null)
       )
       return
@@ -310,7 +310,26 @@ export class Connection {
 
   private handlePing(frame: Frame.Frame): void {
     // Only a remote that announced `ping` sends one; answer with its payload.
-    this.push(Frame.make(FrameType.Pong, 0, "", Headers.empty, "", false, frame.payload))
+    this.pushReply(Frame.make(FrameType.Pong, 0, "", Headers.empty, "", false, frame.payload))
+  }
+
+  /**
+   * Queues a frame the remote's own input calls for (PONG, refusals). A remote that keeps asking
+   * while it does not read the answers would make this queue grow with its input: past the
+   * high-water mark plus one frame the connection is closed instead.
+   */
+  pushReply(frame: Frame.Frame): void {
+    if (this.encoder.pending > this.options.writeHighWaterMark + this.options.limits.maxFrameBytes) {
+      this.lose(
+        new ConnectionError({
+          address: this.address,
+          stage: "protocol",
+          detail: "the remote keeps sending requests but does not read the replies"
+        })
+      )
+      return
+    }
+    this.push(frame)
   }
 
   /** Whether both sides announced capability `name`. */

@@ -404,6 +404,16 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
     const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
     const window = options.flowControlWindow ?? defaults.flowControlWindow
+    if (window !== false && !(Number.isSafeInteger(window) && window > 0 && window < 2 ** 32)) {
+      return yield* new InvalidOptions({ detail: `flowControlWindow must be false or an integer in 1..2^32-1` })
+    }
+    if (keepalive !== undefined) {
+      const interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
+      const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
+      if (!(interval > 0 && timeout > 0)) {
+        return yield* new InvalidOptions({ detail: "keepalive interval and timeout must be positive" })
+      }
+    }
     const capabilities = Headers.make(
       window === false || window <= 0 ? { ping: "", goaway: "" } : { ping: "", goaway: "", credit: String(window) }
     )
@@ -436,10 +446,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         : services.has(parts[0]!)
         ? `duplex: can't find method ${method}`
         : `duplex: can't find service ${method}`
-      channel.pushUnsafe(
-        Frame.make(1, channel.id, "", unknownMethodHeaders, text, true, null),
-        true
-      )
+      channel.connection.pushReply(Frame.make(1, channel.id, "", unknownMethodHeaders, text, true, null))
       channel.detach()
     }
 
@@ -563,7 +570,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       const h = handler
       if (h !== undefined) return runHandler(h, channel)
       if (!Queue.offerUnsafe(incomingQueue, channel)) {
-        channel.connection.push(Frame.error(channel.id, "duplex: peer is not accepting channels"))
+        channel.connection.pushReply(Frame.error(channel.id, "duplex: peer is not accepting channels"))
         channel.detach()
       }
     }
