@@ -31,8 +31,8 @@ const BATCH = 64 // frames per flush in the batched encoder case
 const CHUNK = 64 * 1024 // socket read size for the chunked decoder case
 const PREWARM_MS = 25
 const WARMUP_MS = 150
-const SAMPLE_MS = 70
-const SAMPLES = 7
+const SAMPLE_MS = 90
+const SAMPLES = 9
 
 // ---------------------------------------------------------------------------------------------
 // Checksum (dead-code elimination guard)
@@ -137,6 +137,22 @@ const workload = (key: string, label: string, frames: ReadonlyArray<Frame.Frame>
 const small = workload("data-small", "small DATA, ch 5, 42 B payload", dataFrames)
 const open = workload("open-small", "small OPEN, Arith.Add + 2 headers", openFrames)
 const large = workload("data-64k", "large DATA, 64 KiB payload", largeFrames)
+
+/**
+ * Sanity check, run after timing (running it first would give the decoder a second `onFrame` target and
+ * change what the JIT does with the timed code): the Duplex wire bytes decode back to the input frames.
+ */
+const verify = (w: Workload): void => {
+  const got: Array<Frame.Frame> = []
+  const err = new FrameDecoder().feed(w.wire, (f) => got.push(f))
+  const same = (a: Frame.Frame, b: Frame.Frame): boolean =>
+    a.type === b.type && a.channel === b.channel && a.method === b.method && a.error === b.error &&
+    a.last === b.last && JSON.stringify(Object.entries(a.headers)) === JSON.stringify(Object.entries(b.headers)) &&
+    (a.payload === null ? b.payload === null : b.payload !== null && Buffer.compare(a.payload, b.payload) === 0)
+  if (err !== undefined || got.length !== w.frames.length || !got.every((f, i) => same(f, w.frames[i]!))) {
+    throw new Error(`${w.key}: Duplex wire bytes do not decode back to the input frames`)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Cases
@@ -340,7 +356,10 @@ interface Result {
   readonly nsPerFrame: number
   readonly framesPerSec: number
   readonly mbPerSec: number
+  /** (max − min) / median of the samples. */
   readonly spread: number
+  /** Process CPU time / wall time over the samples; well below 1 means the bench was preempted. */
+  readonly cpuShare: number
 }
 
 const median = (xs: ReadonlyArray<number>): number => {
@@ -353,11 +372,15 @@ const measure = (c: Case): Result => {
   const warm = runFor(c.run, WARMUP_MS)
   const iterations = Math.max(1, Math.round((warm * SAMPLE_MS) / WARMUP_MS))
   const sampleNs: Array<number> = []
+  const cpu0 = process.cpuUsage()
+  const wall0 = now()
   for (let s = 0; s < SAMPLES; s++) {
     const t0 = now()
     for (let i = 0; i < iterations; i++) fold(c.run())
     sampleNs.push(Number(now() - t0))
   }
+  const cpu = process.cpuUsage(cpu0)
+  const wallNs = Number(now() - wall0)
   const med = median(sampleNs)
   const perOp = med / iterations
   return {
@@ -372,7 +395,8 @@ const measure = (c: Case): Result => {
     nsPerFrame: perOp / c.frames,
     framesPerSec: (c.frames * 1e9) / perOp,
     mbPerSec: (c.bytes * 1e3) / perOp,
-    spread: (Math.max(...sampleNs) - Math.min(...sampleNs)) / med
+    spread: (Math.max(...sampleNs) - Math.min(...sampleNs)) / med,
+    cpuShare: ((cpu.user + cpu.system) * 1e3) / wallNs
   }
 }
 
@@ -388,11 +412,15 @@ const machine = {
   cpu: cpus[0]?.model.trim() ?? "unknown",
   cores: cpus.length,
   platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  date: new Date().toISOString()
+  date: new Date().toISOString(),
+  loadAverageAtStart: os.loadavg()[0] ?? 0
 }
 
 for (const c of cases) runFor(c.run, PREWARM_MS)
 const results: Array<Result> = cases.map(measure)
+verify(small)
+verify(open)
+verify(large)
 
 const find = (workload: Workload, direction: Direction, id: string): Result => {
   const r = results.find((x) => x.workload === workload.key && x.direction === direction && x.id === id)
@@ -415,13 +443,13 @@ const ratio = (name: string, a: Result, b: Result, target: number): void => {
 for (const w of [small, open]) {
   for (const dir of ["encode", "decode"] as const) {
     const duplexIds = dir === "encode" ? ["duplex-batch", "duplex-single"] : ["duplex-whole", "duplex-chunked"]
-    const mpIds = dir === "encode"
-      ? ["msgpack-generic", "msgpack-reused", "msgpack-sharedref"]
-      : ["msgpack-generic", "msgpack-reused", "msgpack-multi"]
+    // The reference is @msgpack/msgpack's generic call and its fastest reused-instance mode.
+    const reused = (dir === "encode" ? ["msgpack-reused", "msgpack-sharedref"] : ["msgpack-reused", "msgpack-multi"])
+      .map((id) => find(w, dir, id))
+      .reduce((best, r) => r.framesPerSec > best.framesPerSec ? r : best)
     for (const d of duplexIds) {
-      for (const m of mpIds) {
+      for (const b of [find(w, dir, "msgpack-generic"), reused]) {
         const a = find(w, dir, d)
-        const b = find(w, dir, m)
         ratio(`${w.key} ${dir}: ${a.label} / ${b.label}`, a, b, 1.0)
       }
     }
@@ -449,8 +477,10 @@ const fmt = (x: number, digits: number): string =>
 const lines: Array<string> = []
 lines.push(`# Duplex frame codec benchmark`)
 lines.push("")
+const loadEnd = os.loadavg()[0] ?? 0
 lines.push(
-  `machine: Node ${machine.node} (V8 ${machine.v8}), ${machine.cpu} × ${machine.cores}, ${machine.platform}, ${machine.date}`
+  `machine: Node ${machine.node} (V8 ${machine.v8}), ${machine.cpu} × ${machine.cores}, ${machine.platform}, ` +
+    `${machine.date}, load average ${fmt(machine.loadAverageAtStart, 2)} → ${fmt(loadEnd, 2)}`
 )
 lines.push(
   `method: median of ${SAMPLES} samples of ~${SAMPLE_MS} ms after ${WARMUP_MS} ms warm-up; ` +
@@ -474,6 +504,23 @@ for (const r of ratios) {
   lines.push(`| ${r.name} | ${fmt(r.value, 2)}× | ≥ ${fmt(r.target, 1)}× | ${r.met ? "yes" : "NO"} |`)
 }
 lines.push("")
+const unsteady = results.filter((r) => r.spread > 0.25)
+if (unsteady.length > 0) {
+  lines.push(
+    `note: ${unsteady.length} case(s) varied by more than 25% between samples (±); those that allocate a fresh ` +
+      `64 KiB buffer per frame are bound by allocation, first-touch page faults and GC, which vary run to run`
+  )
+  lines.push("")
+}
+const preempted = results.filter((r) => r.cpuShare < 0.9)
+if (preempted.length > 0) {
+  lines.push(
+    `warning: ${preempted.length} case(s) got < 90% of a CPU (other load on the machine: load average ` +
+      `${fmt(machine.loadAverageAtStart, 2)} → ${fmt(loadEnd, 2)}); treat those numbers as noisy: ` +
+      preempted.map((r) => `${r.workload}/${r.direction}/${r.id}`).join(", ")
+  )
+  lines.push("")
+}
 const elapsed = Number(now() - started) / 1e9
 lines.push(`checksum ${(sink ^ decoded) >>> 0} · ${fmt(elapsed, 1)} s`)
 console.log(lines.join("\n"))
@@ -484,7 +531,7 @@ fs.writeFileSync(
   path.join(outDir, "frame-codec.json"),
   JSON.stringify(
     {
-      machine,
+      machine: { ...machine, loadAverageAtEnd: loadEnd },
       config: { SMALL_FRAMES, LARGE_FRAMES, LARGE_PAYLOAD, BATCH, CHUNK, WARMUP_MS, SAMPLE_MS, SAMPLES },
       wireBytes: {
         [small.key]: { duplex: small.wire.length / SMALL_FRAMES, msgpack: small.mpWire.length / SMALL_FRAMES },

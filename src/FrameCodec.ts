@@ -84,7 +84,12 @@ export class FrameEncoder {
     // Upper bound: array header 1, type and channel up to 9 each, method/map/error/payload headers
     // up to 5 each, last 1 (= 40), plus at most 3 UTF-8 bytes per UTF-16 unit of each string.
     let size = 40 + frame.method.length * 3 + frame.error.length * 3
-    for (const k in headers) size += 10 + (k.length + headers[k]!.length) * 3
+    // one walk of the (null-prototype, so dictionary-mode) header map per frame
+    const keys = headers === emptyHeaders ? noKeys : Object.keys(headers)
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!
+      size += 10 + (k.length + headers[k]!.length) * 3
+    }
     const payload = frame.payload
     if (payload !== null) size += payload.length
     this.ensure(size)
@@ -93,7 +98,7 @@ export class FrameEncoder {
     this.int(frame.type)
     this.int(frame.channel)
     this.str(frame.method)
-    this.map(headers)
+    this.map(headers, keys)
     this.str(frame.error)
     buf[this.pos++] = frame.last ? 0xc3 : 0xc2
     if (payload === null) buf[this.pos++] = 0xc0
@@ -116,7 +121,7 @@ export class FrameEncoder {
     if (this.pos + size <= this.buf.length) return
     const pending = this.pos - this.start
     // grow geometrically: a burst of many frames between flushes must not copy quadratically
-    const next = alloc(Math.max(SLAB_SIZE, 2 * (pending + size)))
+    const next = alloc(Math.max(SLAB_SIZE, pending === 0 ? size : 2 * (pending + size)))
     next.set(this.buf.subarray(this.start, this.pos), 0)
     this.buf = next
     this.start = 0
@@ -238,9 +243,8 @@ export class FrameEncoder {
     }
   }
 
-  private map(headers: Headers.Headers): void {
-    let count = 0
-    for (const _ in headers) count++
+  private map(headers: Headers.Headers, keys: ReadonlyArray<string>): void {
+    const count = keys.length
     const buf = this.buf
     if (count < 16) buf[this.pos++] = 0x80 | count
     else if (count < 0x10000) {
@@ -254,12 +258,15 @@ export class FrameEncoder {
       buf[this.pos++] = (count >>> 8) & 0xff
       buf[this.pos++] = count & 0xff
     }
-    for (const k in headers) {
+    for (let i = 0; i < count; i++) {
+      const k = keys[i]!
       this.str(k)
       this.str(headers[k]!)
     }
   }
 }
+
+const noKeys: ReadonlyArray<string> = []
 
 /**
  * Encodes one frame into a fresh `Uint8Array` holding exactly its bytes.
