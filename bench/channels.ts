@@ -213,12 +213,10 @@ const duplexRun = (port: number, connections: number, perConnection: number, inf
       yield* peer.connect(`tcp://127.0.0.1:${port}`)
       peers.push(peer)
     }
+    // One exchange on a fresh channel: OPEN + DATA(last) out, one DATA(last) back. `withChannel` is
+    // the scope-free form of `open` meant for request/response exchanges.
     const one = (peer: Peer.Peer) =>
-      Effect.scoped(Effect.gen(function*() {
-        const channel = yield* peer.open("Bench.Echo")
-        yield* channel.sendLast(payload)
-        yield* channel.take
-      }))
+      peer.withChannel("Bench.Echo", (channel) => Effect.andThen(channel.sendLast(payload), channel.take))
     const worker = (peer: Peer.Peer, count: number) =>
       Effect.gen(function*() {
         const exchange = one(peer) // an Effect is a reusable description: build it once

@@ -292,6 +292,15 @@ export interface Peer {
     method: string,
     options?: OpenOptions
   ) => Effect.Effect<Channel.Channel, EdgeQueueFull | PeerClosed, Scope.Scope>
+  /**
+   * Opens a channel, runs `f` with it, and cancels it afterwards unless both halves ended — `open`
+   * without a `Scope`, for request/response exchanges (cheaper: no scope per channel).
+   */
+  readonly withChannel: <A, E, R>(
+    method: string,
+    f: (channel: Channel.Channel) => Effect.Effect<A, E, R>,
+    options?: OpenOptions
+  ) => Effect.Effect<A, E | EdgeQueueFull | PeerClosed, R>
   /** Sets the handler for incoming channels (one fiber per channel) until the scope closes. */
   readonly serve: (handler: Handler) => Effect.Effect<void, never, Scope.Scope>
   /**
@@ -522,6 +531,14 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       const acquired = acquire(method, headers, openOptions?.remote)
       return Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(acquired), (channel) => Effect.as(Effect.addFinalizer(() => channel.cancel), channel))
+      )
+    }
+
+    const withChannel: Peer["withChannel"] = (method, f, openOptions) => {
+      const headers = openOptions?.headers === undefined ? Headers.empty : Headers.make(openOptions.headers)
+      const acquired = acquire(method, headers, openOptions?.remote)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(acquired), (channel) => Effect.onExit(restore(f(channel)), () => channel.cancel))
       )
     }
 
@@ -781,6 +798,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       bind,
       connect,
       open,
+      withChannel,
       serve: (h) =>
         Effect.acquireRelease(
           Effect.sync(() => {
