@@ -25,7 +25,9 @@ import { defaultLimits, type Limits } from "./Protocol.ts"
 // Encoder
 // ---------------------------------------------------------------------------------------------
 
+/** Slabs start small (an idle connection costs little) and double up to this as traffic flows. */
 const SLAB_SIZE = 64 * 1024
+const FIRST_SLAB = 2 * 1024
 const textEncoder = new TextEncoder()
 const NodeBuffer: { allocUnsafe(size: number): Uint8Array } | undefined = (globalThis as {
   readonly Buffer?: { allocUnsafe(size: number): Uint8Array }
@@ -69,7 +71,8 @@ const utf8Length = (s: string): number => {
  * @since 0.1.0
  */
 export class FrameEncoder {
-  private buf: Uint8Array = alloc(SLAB_SIZE)
+  private slab = FIRST_SLAB
+  private buf: Uint8Array = alloc(FIRST_SLAB)
   private start = 0
   private pos = 0
 
@@ -121,7 +124,8 @@ export class FrameEncoder {
     if (this.pos + size <= this.buf.length) return
     const pending = this.pos - this.start
     // grow geometrically: a burst of many frames between flushes must not copy quadratically
-    const next = alloc(Math.max(SLAB_SIZE, pending === 0 ? size : 2 * (pending + size)))
+    this.slab = Math.min(SLAB_SIZE, this.slab * 2)
+    const next = alloc(Math.max(this.slab, pending === 0 ? size : 2 * (pending + size)))
     next.set(this.buf.subarray(this.start, this.pos), 0)
     this.buf = next
     this.start = 0
