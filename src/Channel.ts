@@ -161,8 +161,12 @@ export interface Channel {
   readonly end: Effect.Effect<void, ChannelError>
   /** Ends the output half with an error text, and optionally an encoded error payload and headers. */
   readonly fail: (text: string, payload?: Uint8Array, headers?: Headers.Headers) => Effect.Effect<void, ChannelError>
-  /** Sends one message with headers on its frame (e.g. response headers). */
-  readonly sendWithHeaders: (payload: Uint8Array, headers: Headers.Headers) => Effect.Effect<void, ChannelError>
+  /** Sends one message with headers on its frame (e.g. response headers); `last` also ends the output. */
+  readonly sendWithHeaders: (
+    payload: Uint8Array,
+    headers: Headers.Headers,
+    last?: boolean
+  ) => Effect.Effect<void, ChannelError>
   /** Aborts the channel at once (both halves), telling the remote with a cancel frame. */
   readonly cancel: Effect.Effect<void>
   /** Completes when both halves have ended (or the channel failed). */

@@ -711,9 +711,13 @@ export class ChannelImpl implements Channel.Channel {
     )
   }
 
-  sendWithHeaders(payload: Uint8Array, headers: Headers.Headers): Effect.Effect<void, Channel.ChannelError> {
+  sendWithHeaders(
+    payload: Uint8Array,
+    headers: Headers.Headers,
+    last = false
+  ): Effect.Effect<void, Channel.ChannelError> {
     return Effect.suspend(() =>
-      this.sendFrame(Frame.make(FrameType.Data, this.id, "", headers, "", false, payload), false)
+      this.sendFrame(Frame.make(FrameType.Data, this.id, "", headers, "", last, payload), last)
     )
   }
 

@@ -32,6 +32,8 @@ import type * as RpcGroup from "./RpcGroup.ts"
  */
 export interface Middleware<R = never> {
   <R2>(call: RpcGroup.Call, next: Effect.Effect<unknown, unknown, R2>): Effect.Effect<unknown, unknown, R | R2>
+  /** Type-level only: keeps `R` in lists of mixed middleware (never set at runtime). */
+  readonly "~requires"?: R | undefined
 }
 
 /**
@@ -264,7 +266,7 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$
  */
 export const parseTraceparent = (header: string | undefined): Tracer.ExternalSpan | undefined => {
   if (header === undefined) return undefined
-  const m = TRACEPARENT.exec(header.trim().toLowerCase())
+  const m = TRACEPARENT.exec(header.trim()) // lowercase hex only (W3C: an invalid header is ignored)
   if (m === null || m[1] === "ff" || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined
   return Tracer.externalSpan({ traceId: m[2]!, spanId: m[3]!, sampled: (parseInt(m[4]!, 16) & 1) === 1 })
 }

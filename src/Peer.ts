@@ -31,7 +31,7 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
+import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import type * as Channel from "./Channel.ts"
@@ -661,7 +661,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         const bound = yield* Transport.listen(
           address,
           // while draining, sockets still arriving are closed at once (the handler just returns)
-          (socket) => draining ? Effect.void : Effect.ignore(runConnection(socket, "binder", text))
+          (socket) => draining ? refuseSocket(socket) : Effect.ignore(runConnection(socket, "binder", text))
         ).pipe(Scope.provide(transports))
         text = Address.format(bound)
         return text
@@ -692,6 +692,15 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       })
 
     const dialers = new Map<string, Fiber.Fiber<void>>()
+
+    /** Closes a socket accepted while draining (attach it, then destroy it at once). */
+    const refuseSocket = (socket: Socket.Socket): Effect.Effect<void> =>
+      Effect.scoped(
+        Effect.flatMap(
+          socket.reader,
+          () => Effect.flatMap(socket.writer, (writer) => writer.write(new Socket.CloseEvent(1000)))
+        )
+      ).pipe(Effect.ignore)
 
     const disconnect: Peer["disconnect"] = (input, disconnectOptions = {}) =>
       Effect.gen(function*() {

@@ -17,7 +17,7 @@ import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Channel from "./Channel.ts"
-import type { ChannelImpl } from "./Connection.ts"
+import { ChannelImpl } from "./Connection.ts"
 import * as Headers from "./Headers.ts"
 import type * as Middleware from "./Middleware.ts"
 import type * as Peer from "./Peer.ts"
@@ -61,47 +61,56 @@ const matches = (route: Route, channel: Channel.Channel): boolean => {
   return true
 }
 
-/** Copies `from`'s input into `to`'s output, ending `to` the way `from` ended. */
+/**
+ * Copies `from`'s input into `to`'s output, ending `to` the way `from` ended. The remote's final
+ * message travels in one frame with `last`, as it arrived (not as a message plus an end marker).
+ */
 const pipe = (from: Channel.Channel, to: Channel.Channel): Effect.Effect<void> => {
-  const firstHeaders = (): Headers.Headers | undefined => {
-    const impl: Partial<ChannelImpl> = from
-    return impl.firstHeaders
-  }
+  const impl = from instanceof ChannelImpl ? from : undefined
   let first = true
-  return Stream.runForEach(from.input, (message) => {
-    if (first) {
+  let ended = false
+  return Stream.runForEachArray(from.input, (batch) =>
+    Effect.forEach(batch, (message, i) => {
+      const headers = first && impl !== undefined ? impl.firstHeaders : undefined
       first = false
-      const headers = firstHeaders()
-      if (headers !== undefined && !Headers.isEmpty(headers)) return to.sendWithHeaders(message, headers)
-    }
-    return to.send(message)
-  }).pipe(
-    Effect.matchCauseEffect({
-      onSuccess: () => to.end,
-      onFailure: (cause) => {
-        const failure = cause.reasons.find((r) => r._tag === "Fail")
-        if (failure === undefined || failure._tag !== "Fail") return to.cancel
-        const reason = failure.error.reason
-        switch (reason._tag) {
-          case "RemoteFailure": {
-            const headers = reason.headers === undefined ? undefined : Headers.make(reason.headers)
-            return to.fail(reason.text, reason.payload, headers)
+      // the last message of the remote's half, when its `last` frame has already been read
+      const last = impl !== undefined && impl.remoteEnded && i === batch.length - 1 && impl.inbox.size === 0
+      if (last) ended = true
+      if (headers !== undefined && !Headers.isEmpty(headers)) return to.sendWithHeaders(message, headers, last)
+      return last ? to.sendLast(message) : to.send(message)
+    }, { discard: true })).pipe(
+      Effect.matchCauseEffect({
+        onSuccess: () => ended ? Effect.void : to.end,
+        onFailure: (cause) => {
+          const failure = cause.reasons.find((r) => r._tag === "Fail")
+          if (failure === undefined || failure._tag !== "Fail") return to.cancel
+          const reason = failure.error.reason
+          switch (reason._tag) {
+            case "RemoteFailure": {
+              const headers = reason.headers === undefined ? undefined : Headers.make(reason.headers)
+              return to.fail(reason.text, reason.payload, headers)
+            }
+            case "RemoteAborted":
+            case "ConnectionLost":
+            case "ChannelClosed":
+              return to.cancel
           }
-          case "RemoteAborted":
-          case "ConnectionLost":
-          case "ChannelClosed":
-            return to.cancel
         }
-      }
-    }),
-    Effect.ignore
-  )
+      }),
+      Effect.ignore
+    )
 }
 
 /** Forwards one incoming channel to `upstream` until both directions ended. */
 const forward = (incoming: Channel.Channel, upstream: Peer.Peer): Effect.Effect<void> =>
   Effect.scoped(Effect.gen(function*() {
     const outgoing = yield* upstream.open(incoming.method, { headers: incoming.headers })
+    // a cancel (or a lost connection) on either side cancels the other at once, even when no
+    // message is flowing that way
+    if (incoming instanceof ChannelImpl && outgoing instanceof ChannelImpl) {
+      incoming.onAbort = () => outgoing.cancelUnsafe()
+      outgoing.onAbort = () => incoming.cancelUnsafe()
+    }
     yield* Effect.all([pipe(incoming, outgoing), pipe(outgoing, incoming)], { concurrency: 2, discard: true })
   })).pipe(
     Effect.catch((error) =>

@@ -523,14 +523,15 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
       return <E2, R2>(payloads: Stream.Stream<unknown, E2, R2>, options?: CallOptions) => {
         const call = resolveCall(settings, options)
         return streamDeadline(
-          Stream.unwrap(Effect.gen(function*() {
-            const channel = yield* acquireChannel(settings, method.name, call.headers, call.remote)
-            // the caller's own input failure ends the call with that error
-            const sender = Stream.drain(Stream.fromEffect(pump(method, codec, channel, payloads)))
-            return Stream.merge(replyStream(method, settings, channel, call.timeoutMillis, options), sender, {
-              haltStrategy: "left"
-            })
-          })),
+          Stream.unwrap(traced(settings, method.name, call.headers, (headers) =>
+            Effect.gen(function*() {
+              const channel = yield* acquireChannel(settings, method.name, headers, call.remote)
+              // the caller's own input failure ends the call with that error
+              const sender = Stream.drain(Stream.fromEffect(pump(method, codec, channel, payloads)))
+              return Stream.merge(replyStream(method, settings, channel, call.timeoutMillis, options), sender, {
+                haltStrategy: "left"
+              })
+            }))),
           call.timeoutMillis
         )
       }

@@ -40,7 +40,23 @@ const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["count", ["Count(5): 1 2 3 4 5", "first 3 of an endless count: 1 2 3", "count done"]],
   ["sum", ["Sum(9, 3, 3, 6, 9) = 30", "sum done"]],
   ["chat", ["ada sees bob: fine, thanks", "bob sees ada: hello", "chat done"]],
-  ["callback", ["client: progress 100%", "client: ran 4 steps", "callback done"]]
+  ["callback", ["client: progress 100%", "client: ran 4 steps", "callback done"]],
+  ["proxy", [
+    "served by upstream-a",
+    "served by upstream-b",
+    "Div(1, 0) failed: DivideByZero",
+    "without a token: rejected (auth): missing authorization header",
+    "one trace across the hop: true",
+    "proxy done"
+  ]],
+  ["discovery", [
+    "lazy peer: no connection before first use (servers see 1/1/1 clients)",
+    "round-robin over 3: s1 ×2, s2 ×2, s3 ×2",
+    "removed s3 from discovery: its connection drained and closed",
+    "remotes now: 2",
+    "round-robin over the remaining 2: s1 ×3, s2 ×3",
+    "discovery done"
+  ]]
 ]
 
 describe("examples", () => {
