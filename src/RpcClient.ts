@@ -225,6 +225,24 @@ const traced = <A, E, R>(
     { kind: "client", attributes: { "rpc.system": "duplex", "rpc.method": name } }
   )
 
+/** Like `traced`, for a streaming call: the client span lasts until the stream ends. */
+const tracedStream = <A, E, R>(
+  settings: Settings,
+  name: string,
+  headers: Headers.Headers,
+  build: (headers: Headers.Headers) => Stream.Stream<A, E, R>
+): Stream.Stream<A, E, R> =>
+  !settings.tracing ? build(headers) : Stream.withSpan(
+    Stream.unwrap(
+      Effect.map(
+        Effect.orDie(Effect.currentSpan),
+        (span) => build(Headers.set(headers, "traceparent", traceparent(span)))
+      )
+    ),
+    `duplex.client ${name}`,
+    { kind: "client", attributes: { "rpc.system": "duplex", "rpc.method": name } }
+  )
+
 const resolveCall = (settings: Settings, options: CallOptions | undefined) => {
   const timeoutMillis = options?.timeout !== undefined
     ? Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
@@ -482,12 +500,17 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
         const encoded = encodeOrFail(method, codec, payload)
         if (Exit.isFailure(encoded)) return Stream.fromEffect(encoded)
         const call = resolveCall(settings, options)
-        const stream = Stream.unwrap(traced(settings, method.name, call.headers, (headers) =>
-          Effect.gen(function*() {
-            const channel = yield* acquireChannel(settings, method.name, headers, call.remote)
-            channel.pushUnsafe(Frame.data(channel.id, encoded.value, true), true)
-            return replyStream(method, settings, channel, call.timeoutMillis, options)
-          })))
+        const stream = tracedStream(
+          settings,
+          method.name,
+          call.headers,
+          (headers) =>
+            Stream.unwrap(Effect.gen(function*() {
+              const channel = yield* acquireChannel(settings, method.name, headers, call.remote)
+              channel.pushUnsafe(Frame.data(channel.id, encoded.value, true), true)
+              return replyStream(method, settings, channel, call.timeoutMillis, options)
+            }))
+        )
         return streamDeadline(stream, call.timeoutMillis)
       }
     case "client":
@@ -523,8 +546,8 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
       return <E2, R2>(payloads: Stream.Stream<unknown, E2, R2>, options?: CallOptions) => {
         const call = resolveCall(settings, options)
         return streamDeadline(
-          Stream.unwrap(traced(settings, method.name, call.headers, (headers) =>
-            Effect.gen(function*() {
+          tracedStream(settings, method.name, call.headers, (headers) =>
+            Stream.unwrap(Effect.gen(function*() {
               const channel = yield* acquireChannel(settings, method.name, headers, call.remote)
               // the caller's own input failure ends the call with that error
               const sender = Stream.drain(Stream.fromEffect(pump(method, codec, channel, payloads)))

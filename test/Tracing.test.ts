@@ -193,12 +193,9 @@ describe("tracing, direct", () => {
       }
     }))
 
-  // BUG: a server-stream call's client span covers only placing the call, not the call: `traced`
-  // wraps the effect that acquires the channel inside `Stream.unwrap` (src/RpcClient.ts, makeMethod
-  // case "server"), so `duplex.client <method>` has ended before the first item arrives, and its
-  // duration says nothing about the stream (unlike unary and client-stream calls, whose span ends with
-  // the reply).
-  it.live.fails("BUG: a server-stream call's client span lasts until the stream ends", () =>
+  // Regression: a server-stream call's client span used to cover only placing the call; streaming calls
+  // now run inside `Stream.withSpan`.
+  it.live("a server-stream call's client span lasts until the stream ends", () =>
     Effect.gen(function*() {
       const { client } = yield* tracedPair
       const recorder = recording()
