@@ -1,12 +1,17 @@
 /**
  * `node examples/proxy.ts`: a caller → a proxy with auth and tracing → two upstream `Arith` servers.
  *
+ * The caller finds the service through discovery (`peer.auto` over a registry stream). It first
+ * reaches the upstreams directly; then the proxy registers itself in their place, and the same
+ * caller code goes through the proxy — transparent insertion.
+ *
  * The proxy forwards channels without decoding them: round-robin over its upstream pool, request
  * headers (the token, `traceparent`) on the way in, response headers on the way out. The example
  * prints which upstream served each call (its `x-served-by` response header), a call without a
  * token rejected at the edge, and the same trace id at the caller and at the upstream.
  */
-import { Effect, Option, Stream } from "effect"
+import { Effect, Fiber, Option, Queue, Stream } from "effect"
+import type * as Discovery from "../src/Discovery.ts"
 import * as Headers from "../src/Headers.ts"
 import * as Middleware from "../src/Middleware.ts"
 import * as Peer from "../src/Peer.ts"
@@ -53,10 +58,31 @@ const program = Effect.gen(function*() {
   const proxyAddress = yield* front.bind("tcp://127.0.0.1:0")
   console.log(`proxy on ${proxyAddress} → ${a}, ${b}`)
 
-  // the caller knows only the proxy
+  // a registry (any discovery source works): the upstreams registered themselves
+  const registry = yield* Queue.unbounded<Discovery.Change>()
+  yield* Queue.offerAll(registry, [{ _tag: "Add", address: a }, { _tag: "Add", address: b }])
+
+  // the caller only follows the registry
   const caller = yield* Peer.make()
-  yield* caller.connect(proxyAddress)
+  yield* caller.auto(Stream.fromQueue(registry), { grace: "1 second" })
   const arith = yield* RpcClient.makeWith(caller, Arith, { headers: { authorization: TOKEN }, tracing: true })
+  yield* arith.Add({ A: 0, B: 0 })
+  yield* caller.awaitRemotes(2)
+  console.log(`before: the caller reaches ${(yield* caller.remotes).map((r) => r.address).join(", ")} directly`)
+
+  // the proxy registers itself in place of the upstreams: no change in the caller's code
+  const viaProxyOnly = Effect.map(caller.remotes, (rs) => rs.length === 1 && rs[0]?.address === proxyAddress)
+  const switched = yield* Effect.forkChild(
+    Stream.runDrain(Stream.takeUntilEffect(caller.events, () => viaProxyOnly)),
+    { startImmediately: true } // listening to the caller's events before the registry changes
+  )
+  yield* Queue.offerAll(registry, [
+    { _tag: "Add", address: proxyAddress },
+    { _tag: "Remove", address: a },
+    { _tag: "Remove", address: b }
+  ])
+  yield* Fiber.join(switched)
+  console.log(`after: the caller reaches ${(yield* caller.remotes).map((r) => r.address).join(", ")} (the proxy)`)
   for (let i = 1; i <= 4; i++) {
     let servedBy = "?"
     const { C } = yield* arith.Add({ A: i, B: 10 }, {

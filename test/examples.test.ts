@@ -42,6 +42,8 @@ const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["chat", ["ada sees bob: fine, thanks", "bob sees ada: hello", "chat done"]],
   ["callback", ["client: progress 100%", "client: ran 4 steps", "callback done"]],
   ["proxy", [
+    "directly",
+    "(the proxy)",
     "served by upstream-a",
     "served by upstream-b",
     "Div(1, 0) failed: DivideByZero",
