@@ -29,6 +29,7 @@ import type { ChannelImpl } from "./Connection.ts"
 import * as Frame from "./Frame.ts"
 import * as Headers from "./Headers.ts"
 import { compile, type Compiled, decodeBatch } from "./internal/schemas.ts"
+import * as Middleware from "./Middleware.ts"
 import * as Peer from "./Peer.ts"
 import type * as Rpc from "./Rpc.ts"
 import {
@@ -86,6 +87,13 @@ export interface Options {
    * `Middleware.tracing()`) joins the same trace, through proxies too. Default `false`.
    */
   readonly tracing?: boolean | undefined
+  /**
+   * Client-side middleware around every call (first in the list runs first), as on the server:
+   * `call.headers` are the request headers, `call.setHeader` adds one before the call is sent, and a
+   * failure (e.g. a `Rejected`) fails the call without sending it. For streaming calls the
+   * middleware runs before the stream starts.
+   */
+  readonly middleware?: ReadonlyArray<Middleware.Middleware> | undefined
 }
 
 /**
@@ -561,6 +569,55 @@ const makeMethod = (method: Method, settings: Settings): unknown => {
   }
 }
 
+/** Every method `makeMethod` builds takes (input, options); its input type depends on the kind. */
+const isMethodImpl = (u: unknown): u is (input: unknown, options: CallOptions | undefined) => unknown =>
+  typeof u === "function"
+
+/** Wraps one client method with middleware (see `Options.middleware`). */
+const withMiddleware = (
+  wrap: Middleware.Middleware,
+  name: string,
+  kind: Rpc.Kind,
+  clientHeaders: Headers.Headers,
+  method: (input: unknown, options: CallOptions | undefined) => unknown
+) =>
+(input: unknown, options?: CallOptions): unknown => {
+  let extra: Record<string, string> | undefined
+  const headers = options?.headers === undefined
+    ? clientHeaders
+    : Headers.merge(clientHeaders, Headers.make(options.headers))
+  const call: RpcGroup.Call = {
+    remoteId: options?.remote ?? "",
+    method: name,
+    headers,
+    setHeader: (key, value) => {
+      extra ??= {}
+      extra[key] = value
+    }
+  }
+  const withExtra = (): CallOptions | undefined =>
+    extra === undefined ? options : { ...options, headers: { ...options?.headers, ...extra } }
+  const run = (): unknown => method(input, withExtra())
+  // a local rejection is an RpcClientError like a remote one
+  const typed = (effect: Effect.Effect<unknown, unknown, unknown>) =>
+    Effect.mapError(effect, (e) => e instanceof Rejected ? clientError(e) : e)
+  if (kind === "server" || kind === "bidi") {
+    return Stream.unwrap(
+      Effect.map(typed(wrap(call, Effect.void)), () => {
+        const out = run()
+        return Stream.isStream(out) ? out : Stream.die(new Error("expected a stream"))
+      })
+    )
+  }
+  return typed(wrap(
+    call,
+    Effect.suspend(() => {
+      const out = run()
+      return Effect.isEffect(out) ? out : Effect.die(new Error("expected an effect"))
+    })
+  ))
+}
+
 /**
  * Builds a typed client for `group` over the `Peer` service.
  *
@@ -628,8 +685,15 @@ export const makeWith = <R extends Rpc.Any>(
       tracing: options.tracing === true
     }
     const client: Record<string, unknown> = {}
+    const wrap = options.middleware === undefined || options.middleware.length === 0
+      ? undefined
+      : Middleware.compose(options.middleware)
     for (const [tag, rpc] of group.rpcs) {
-      client[tag] = makeMethod({ name: group.methodPrefix + tag, rpc, schemas: compile(rpc) }, settings)
+      const name = group.methodPrefix + tag
+      const method = makeMethod({ name, rpc, schemas: compile(rpc) }, settings)
+      client[tag] = wrap === undefined || !isMethodImpl(method)
+        ? method
+        : withMiddleware(wrap, name, rpc.kind, settings.headers, method)
     }
     // The methods above are built per procedure kind exactly as `Client<R>` describes.
     return client as Client<R>
