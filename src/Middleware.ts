@@ -19,6 +19,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import * as Headers from "./Headers.ts"
 import { Rejected } from "./RpcError.ts"
@@ -292,3 +294,62 @@ export const tracing = (): Middleware => (call, next) => {
     ...(parent === undefined ? {} : { parent })
   })
 }
+
+/**
+ * Peer-level Effect `Metric`s: channels open over all connections, connections, and the edge queue's
+ * depth (opens waiting for a connection).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PeerMetrics {
+  readonly openChannels: Metric.Gauge<number>
+  readonly connections: Metric.Gauge<number>
+  readonly queueDepth: Metric.Gauge<number>
+}
+
+/**
+ * Samples a peer's open channels, connections and edge-queue depth into gauges every `interval`
+ * (default 1 s), for as long as the scope lives.
+ *
+ * **Example** (Exporting peer gauges)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Middleware from "duplex/Middleware"
+ * import * as Peer from "duplex/Peer"
+ * const program = Effect.gen(function*() {
+ *   const peer = yield* Peer.make()
+ *   const gauges = yield* Middleware.observePeer(peer, { prefix: "api", interval: "5 seconds" })
+ * })
+ * ```
+ * @category middleware
+ * @since 0.1.0
+ */
+export const observePeer = (
+  peer: {
+    readonly connections: Effect.Effect<ReadonlyArray<{ readonly channels: { readonly size: number } }>>
+    readonly pendingOpens: Effect.Effect<number>
+  },
+  options: { readonly prefix?: string | undefined; readonly interval?: Duration.Input | undefined } = {}
+): Effect.Effect<PeerMetrics, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const p = options.prefix ?? "duplex"
+    const gauges: PeerMetrics = {
+      openChannels: Metric.gauge(`${p}_open_channels`, { description: "channels open on all connections" }),
+      connections: Metric.gauge(`${p}_connections`, { description: "live connections" }),
+      queueDepth: Metric.gauge(`${p}_edge_queue_depth`, { description: "opens waiting for a connection" })
+    }
+    const sample = Effect.gen(function*() {
+      const connections = yield* peer.connections
+      let open = 0
+      for (const c of connections) open += c.channels.size
+      yield* Metric.update(gauges.openChannels, open)
+      yield* Metric.update(gauges.connections, connections.length)
+      yield* Metric.update(gauges.queueDepth, yield* peer.pendingOpens)
+    })
+    yield* sample
+    yield* Effect.forkScoped(
+      Effect.repeat(sample, Schedule.spaced(options.interval ?? "1 second"))
+    )
+    return gauges
+  })

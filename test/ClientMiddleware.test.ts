@@ -4,7 +4,7 @@
  * `RpcClientError` reason `Rejected`).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, Stream } from "effect"
+import { Deferred, Effect, Metric, Schema, Stream } from "effect"
 import * as Middleware from "../src/Middleware.ts"
 import * as Peer from "../src/Peer.ts"
 import * as Rpc from "../src/Rpc.ts"
@@ -70,5 +70,29 @@ describe("client middleware", () => {
       )
       assert.instanceOf(streamError, RpcClientError)
       assert.strictEqual(calls.n, 0)
+    }))
+})
+
+describe("peer metrics", () => {
+  it.live("observePeer samples open channels, connections and edge-queue depth", () =>
+    Effect.gen(function*() {
+      const server = yield* Peer.make()
+      const held = yield* Deferred.make<void>()
+      yield* server.serve(() => Deferred.await(held))
+      const address = yield* server.bind("tcp://127.0.0.1:0")
+      const client = yield* Peer.make()
+      // two opens before any connection: the edge queue holds them
+      yield* Effect.forkChild(client.withChannel("Hold.One", () => Deferred.await(held)), { startImmediately: true })
+      yield* Effect.forkChild(client.withChannel("Hold.Two", () => Deferred.await(held)), { startImmediately: true })
+      const gauges = yield* Middleware.observePeer(client, { prefix: "test_client", interval: "1 hour" })
+      assert.strictEqual((yield* Metric.value(gauges.queueDepth)).value, 2)
+      assert.strictEqual((yield* Metric.value(gauges.connections)).value, 0)
+      yield* client.connect(address)
+      yield* client.awaitRemotes(1).pipe(within("connected", "10 seconds"))
+      const again = yield* Middleware.observePeer(client, { prefix: "test_client2", interval: "1 hour" })
+      assert.strictEqual((yield* Metric.value(again.queueDepth)).value, 0)
+      assert.strictEqual((yield* Metric.value(again.connections)).value, 1)
+      assert.strictEqual((yield* Metric.value(again.openChannels)).value, 2)
+      yield* Deferred.succeed(held, undefined)
     }))
 })
