@@ -19,7 +19,6 @@ import * as Exit from "effect/Exit"
 import * as Dns from "effect/net/Dns"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Result from "effect/Result"
-import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 
 /**
@@ -40,20 +39,6 @@ export type Change =
  * @since 0.1.0
  */
 export type Discovery<E = never, R = never> = Stream.Stream<Change, E, R>
-
-/**
- * Discovery failed in a way it cannot recover from (resolution failures are retried instead).
- *
- * @category errors
- * @since 0.1.0
- */
-export class DiscoveryError extends Schema.TaggedError<DiscoveryError>()("DiscoveryError", {
-  detail: Schema.String
-}) {
-  override get message(): string {
-    return `discovery: ${this.detail}`
-  }
-}
 
 /**
  * A fixed set of addresses.
@@ -133,10 +118,14 @@ const resolveOnce = (dns: Dns.Dns["Service"], options: DnsOptions): Effect.Effec
     case "SRV":
       return Effect.flatMap(
         dns.resolve(options.name, "SRV"),
-        (records) =>
-          Effect.forEach(records, (r) => resolveTarget(dns, trimDot(r.target), r.port), { concurrency: 8 }).pipe(
-            Effect.map((urls) => new Set(urls.flat()))
-          )
+        (records) => {
+          // RFC 2782: only the targets of the lowest priority are used while any exists (the others
+          // are backups); weights are not applied (placement is round-robin over the live set)
+          const best = Math.min(...records.map((r) => r.priority))
+          const preferred = records.filter((r) => r.priority === best)
+          return Effect.forEach(preferred, (r) => resolveTarget(dns, trimDot(r.target), r.port), { concurrency: 8 })
+            .pipe(Effect.map((urls) => new Set(urls.flat())))
+        }
       )
   }
 }
