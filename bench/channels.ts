@@ -10,12 +10,21 @@
  * The server runs in a child process (this file with argv `server <kind>`), the client here.
  * Run: `npm run bench:channels` (or `node bench/channels.ts [--quick]`).
  */
-import { Decoder, Encoder } from "@msgpack/msgpack"
+import { Encoder } from "@msgpack/msgpack"
 import { Effect, Fiber } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Peer from "../src/Peer.ts"
+import {
+  machine,
+  median,
+  pinClient,
+  rawDecode,
+  rawFrame,
+  rawReader,
+  rawWriter,
+  serverSide,
+  startServer
+} from "./harness.ts"
 
 const quick = process.argv.includes("--quick")
 const C1_TOTAL = quick ? 20_000 : 100_000
@@ -23,12 +32,9 @@ const C1_INFLIGHT = 256
 const C2_CONNECTIONS = quick ? 200 : 1000
 const C2_PER_CONNECTION = quick ? 20 : 100
 // reused instances: the fast mode of @msgpack/msgpack (a fair "practical limit")
-const msgpackEncoder = new Encoder()
-const msgpackDecoder = new Decoder()
-const encode = (value: unknown): Uint8Array => msgpackEncoder.encode(value)
-const decode = (bytes: Uint8Array): unknown => msgpackDecoder.decode(bytes)
+const file = new URL(import.meta.url).pathname
 const request = { id: 12345, name: "abcdefghijklmnop", n: 42 }
-const payload = encode(request)
+const payload = new Encoder().encode(request) // the same body as the raw contender's request
 
 type Kind = "raw" | "duplex"
 
@@ -36,168 +42,53 @@ type Kind = "raw" | "duplex"
 // Servers (child process)
 // ---------------------------------------------------------------------------------------------
 
-const rawServer = () => {
+const rawServer = (ready: (port: number) => void) => {
   const server = Net.createServer((socket) => {
     socket.setNoDelay(true)
-    let pending: Buffer = Buffer.alloc(0)
-    let out: Array<Buffer> = []
-    let scheduled = false
-    const flush = () => {
-      scheduled = false
-      if (out.length === 0) return
-      const chunks = out
-      out = []
-      socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
-    }
-    socket.on("data", (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-      let p = 0
-      while (pending.length - p >= 4) {
-        const n = pending.readUInt32BE(p)
-        if (pending.length - p - 4 < n) break
-        // a real echo service: decode the request, encode the reply
-        const body = encode(decode(pending.subarray(p + 4, p + 4 + n)))
-        const frame = Buffer.allocUnsafe(4 + body.length)
-        frame.writeUInt32BE(body.length, 0)
-        frame.set(body, 4)
-        out.push(frame)
-        p += 4 + n
-      }
-      pending = pending.subarray(p)
-      if (!scheduled) {
-        scheduled = true
-        setImmediate(flush)
-      }
-    })
+    const writer = rawWriter(socket)
+    // a real echo service: decode the request, encode the reply
+    rawReader(socket, (body) => writer.write(rawFrame(rawDecode(body))))
     socket.on("error", () => {})
   })
   server.listen(0, "127.0.0.1", () => {
     const address = server.address()
-    if (address !== null && typeof address === "object") process.stdout.write(`ready ${address.port}\n`)
+    if (address !== null && typeof address === "object") ready(address.port)
   })
 }
 
-const duplexServer = () =>
+const duplexServer = (ready: (port: number) => void) =>
   Effect.runFork(
     Effect.gen(function*() {
       const peer = yield* Peer.make()
       yield* peer.serve((channel) => Effect.flatMap(channel.take, (message) => channel.sendLast(message)))
       const address = yield* peer.bind("tcp://127.0.0.1:0")
-      process.stdout.write(`ready ${address.slice(address.lastIndexOf(":") + 1)}\n`)
+      ready(Number(address.slice(address.lastIndexOf(":") + 1)))
       yield* Effect.never
     }).pipe(Effect.scoped)
   )
-
-const serverMain = (kind: Kind) => {
-  process.on("SIGINT", () => process.exit(0))
-  let peak = 0
-  const sample = () => {
-    peak = Math.max(peak, process.memoryUsage().rss)
-  }
-  setInterval(sample, 20).unref()
-  process.stdin.on("data", (d) => {
-    const cmd = d.toString().trim()
-    sample()
-    if (cmd === "stats") {
-      const cpu = process.cpuUsage()
-      process.stdout.write(`stats ${peak} ${cpu.user + cpu.system}\n`)
-      peak = process.memoryUsage().rss
-    }
-  })
-  if (kind === "raw") rawServer()
-  else duplexServer()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Client side
 // ---------------------------------------------------------------------------------------------
 
-interface Server {
-  readonly port: number
-  readonly stats: () => Promise<{ peakRss: number; cpuMicros: number }>
-  readonly stop: () => void
-}
-
-const startServer = (kind: Kind): Promise<Server> =>
-  new Promise((resolve, reject) => {
-    const profile = process.env["DUPLEX_PROF_DIR"]
-    const nodeArgs = profile !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []
-    const child = ChildProcess.spawn(
-      process.execPath,
-      [...nodeArgs, new URL(import.meta.url).pathname, "server", kind],
-      {
-        stdio: ["pipe", "pipe", "inherit"]
-      }
-    )
-    let buffer = ""
-    const waiters: Array<(line: string) => void> = []
-    child.stdout.on("data", (d: Buffer) => {
-      buffer += d.toString()
-      let i
-      while ((i = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, i)
-        buffer = buffer.slice(i + 1)
-        if (line.startsWith("ready ")) {
-          resolve({
-            port: Number(line.slice(6)),
-            stats: () =>
-              new Promise((res) => {
-                waiters.push((l) => {
-                  const [, rss, cpu] = l.split(" ")
-                  res({ peakRss: Number(rss), cpuMicros: Number(cpu) })
-                })
-                child.stdin.write("stats\n")
-              }),
-            stop: () => child.kill(profile !== undefined ? "SIGINT" : "SIGKILL")
-          })
-        } else if (line.startsWith("stats ")) waiters.shift()?.(line)
-      }
-    })
-    child.once("exit", (code) => reject(new Error(`server exited ${code}`)))
-  })
-
 /** Raw client: one connection, `inflight` requests outstanding, `total` in all. */
 const rawConnection = (port: number, total: number, inflight: number): Promise<void> =>
   new Promise((resolve) => {
     const socket = Net.createConnection({ port, host: "127.0.0.1", noDelay: true })
+    const writer = rawWriter(socket)
     let sent = 0
     let done = 0
-    let pending: Buffer = Buffer.alloc(0)
-    let out: Array<Buffer> = []
-    let scheduled = false
-    const flush = () => {
-      scheduled = false
-      if (out.length === 0) return
-      socket.write(Buffer.concat(out))
-      out = []
-    }
     const send = () => {
       sent++
-      const body = encode(request)
-      const frame = Buffer.allocUnsafe(4 + body.length)
-      frame.writeUInt32BE(body.length, 0)
-      frame.set(body, 4)
-      out.push(frame)
-      if (!scheduled) {
-        scheduled = true
-        setImmediate(flush)
-      }
+      writer.write(rawFrame(request))
     }
     socket.on("connect", () => {
       for (let i = 0; i < Math.min(inflight, total); i++) send()
     })
-    socket.on("data", (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-      let p = 0
-      while (pending.length - p >= 4) {
-        const n = pending.readUInt32BE(p)
-        if (pending.length - p - 4 < n) break
-        decode(pending.subarray(p + 4, p + 4 + n))
-        p += 4 + n
-        done++
-        if (sent < total) send()
-      }
-      pending = pending.subarray(p)
+    rawReader(socket, (body) => {
+      rawDecode(body)
+      done++
+      if (sent < total) send()
       if (done === total) {
         socket.destroy()
         resolve()
@@ -246,7 +137,7 @@ const measure = async (
   ops: number,
   run: (port: number) => Promise<void>
 ): Promise<Row> => {
-  const server = await startServer(kind)
+  const server = await startServer(file, kind)
   try {
     const before = await server.stats()
     const cpu0 = process.cpuUsage()
@@ -270,6 +161,7 @@ const measure = async (
 }
 
 const clientMain = async () => {
+  pinClient()
   const rows: Array<Row> = []
   const c1Raw = (port: number) => rawConnection(port, C1_TOTAL, C1_INFLIGHT)
   const c1Duplex = (port: number) => Effect.runPromise(duplexRun(port, 1, C1_TOTAL, C1_INFLIGHT))
@@ -293,13 +185,8 @@ const clientMain = async () => {
     for (const r of rows) console.log(r)
     return
   }
-  const median = (xs: Array<number>) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
   const names = [...new Set(rows.map((r) => r.name))]
-  console.log(
-    `\nbench/channels — ${new Date().toISOString()} — Node ${process.version} — ${
-      Os.cpus()[0]?.model ?? "?"
-    } ×${Os.cpus().length}`
-  )
+  console.log(`\nbench/channels — ${machine()}`)
   console.log(
     "| workload | contender | channels/s (median) | ratio to raw | client CPU µs/ch | server CPU µs/ch | server peak RSS MiB |"
   )
@@ -321,8 +208,11 @@ const clientMain = async () => {
   }
 }
 
-if (process.argv[2] === "server") serverMain(process.argv[3] === "raw" ? "raw" : "duplex")
-else {
+if (process.argv[2] === "server") {
+  const { ready } = serverSide()
+  if (process.argv[3] === "raw") rawServer(ready)
+  else duplexServer(ready)
+} else {
   clientMain().then(() => process.exit(0), (e) => {
     console.error(e)
     process.exit(1)
