@@ -22,7 +22,7 @@ export const serverSide = (): { readonly ready: (port: number) => void } => {
   const sample = () => {
     peak = Math.max(peak, process.memoryUsage().rss)
   }
-  setInterval(sample, 20).unref()
+  setInterval(sample, Number(process.env["BENCH_RSS_SAMPLE_MS"] ?? 20)).unref()
   process.stdin.on("data", (d) => {
     if (d.toString().trim() !== "stats") return
     sample()
