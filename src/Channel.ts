@@ -22,6 +22,11 @@ import type { Frame } from "./Frame.ts"
 import type * as Headers from "./Headers.ts"
 
 /**
+ * **Example** (Reading the type id)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const hasChannelId = (u: object) => Channel.TypeId in u
+ * ```
  * @category type ids
  * @since 0.1.0
  */
@@ -34,6 +39,12 @@ export const TypeId = "~duplex/Channel"
 /**
  * The connection carrying the channel dropped before the channel finished.
  *
+ * **Example** (Wrapping a lost connection)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const lost = (remoteId: string) =>
+ *   new Channel.ChannelError({ reason: new Channel.ConnectionLost({ remoteId, detail: "socket closed" }) })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -51,6 +62,11 @@ export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("Connec
  * `headers` are the frame's, when it had any (Duplex RPC puts the error kind in a header and an
  * encoded typed error in the payload).
  *
+ * **Example** (Reading the remote's error text)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const remoteText = (e: Channel.ChannelError) => e.reason._tag === "RemoteFailure" ? e.reason.text : undefined
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -67,6 +83,11 @@ export class RemoteFailure extends Schema.TaggedError<RemoteFailure>()("RemoteFa
 /**
  * The remote cancelled the channel (an error text with `last = false`, e.g. `CloseStream`).
  *
+ * **Example** (Detecting a remote cancel)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const wasCancelled = (e: Channel.ChannelError) => e.reason._tag === "RemoteAborted"
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -81,6 +102,11 @@ export class RemoteAborted extends Schema.TaggedError<RemoteAborted>()("RemoteAb
 /**
  * The local half is already closed (after `end`, `fail`, a cancel, or the channel's scope closed).
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const error = new Channel.ChannelError({ reason: new Channel.ChannelClosed({ channel: 3 }) })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -241,7 +267,15 @@ export interface Sink {
  * Unbounded mailbox for incoming messages, written synchronously by the connection's read loop and
  * read either one message at a time (`take`) or in batches (`pull`, used by `input`).
  *
+ * **Example** (Buffering messages for a reader)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const inbox = new Channel.Inbox()
+ * inbox.offer(new Uint8Array([1]))
+ * ```
  * @internal
+ * @category models
+ * @since 0.1.0
  */
 export class Inbox implements Sink {
   /** Told how many payload bytes the reader took (flow control grants credit from it). */
@@ -369,7 +403,14 @@ export class Inbox implements Sink {
 /**
  * A stream over an inbox, delivering every batch of buffered messages at once.
  *
+ * **Example** (Reading an inbox as a stream)
+ * ```ts
+ * import * as Channel from "duplex/Channel"
+ * const input = Channel.inboxStream(new Channel.Inbox())
+ * ```
  * @internal
+ * @category constructors
+ * @since 0.1.0
  */
 export const inboxStream = (inbox: Inbox): Stream.Stream<Uint8Array, ChannelError> =>
   Stream.fromPull(Effect.succeed(inbox.pull))

@@ -17,6 +17,11 @@ import * as Layer from "effect/Layer"
 /**
  * The header naming a channel's codec (absent: `msgpack`).
  *
+ * **Example** (Asking for JSON on a channel)
+ * ```ts
+ * import * as Codec from "duplex/Codec"
+ * const headers = { [Codec.CODEC_HEADER]: "json" }
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -126,6 +131,12 @@ export const registry = (codecs: ReadonlyArray<Codec>): Registry => {
 /**
  * The codecs in use (a `Context.Reference`: msgpack and JSON unless a layer says otherwise).
  *
+ * **Example** (Listing the codecs in use)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Codec from "duplex/Codec"
+ * const names = Effect.map(Effect.service(Codec.Codecs), (registry) => registry.names)
+ * ```
  * @category services
  * @since 0.1.0
  */

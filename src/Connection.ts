@@ -69,6 +69,11 @@ export interface ConnectionOptions {
 /**
  * Why a connection could not be established or ended.
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { ConnectionError } from "duplex/Connection"
+ * const error = new ConnectionError({ address: "tcp://127.0.0.1:7000", stage: "greeting", detail: "timed out" })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -106,6 +111,11 @@ const limitHeaders = Headers.make({ "duplex-error": "limit" })
  * Live state of one connection. Created by `start`; methods are synchronous and safe to call from
  * any fiber.
  *
+ * **Example** (Inspecting a connection's counters)
+ * ```ts
+ * import type { Connection } from "duplex/Connection"
+ * const dropped = (connection: Connection) => connection.stats.droppedUnknownChannel
+ * ```
  * @category models
  * @since 0.1.0
  */
@@ -476,6 +486,11 @@ export class Connection {
  * The connection's side of a channel: implements `Channel.Channel` and receives frames from the
  * read loop.
  *
+ * **Example** (Refusing a routed channel)
+ * ```ts
+ * import type { ChannelImpl } from "duplex/Connection"
+ * const refuse = (channel: ChannelImpl) => channel.cancelUnsafe()
+ * ```
  * @category models
  * @since 0.1.0
  */

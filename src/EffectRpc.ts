@@ -144,6 +144,14 @@ export const serve = <R extends EffectRpcModule.Any>(
 /**
  * A layer serving an effect/rpc group on the `Peer` in context.
  *
+ * **Example** (Serving effect/rpc handlers on the peer in context)
+ * ```ts
+ * import { Effect, Layer, Schema } from "effect"
+ * import { Rpc, RpcGroup } from "effect/rpc"
+ * import * as EffectRpc from "duplex/EffectRpc"
+ * class Api extends RpcGroup.make(Rpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String })) {}
+ * const Server = EffectRpc.layer(Api).pipe(Layer.provide(Api.toLayer({ Echo: ({ text }) => Effect.succeed(text) })))
+ * ```
  * @category layers
  * @since 0.1.0
  */

@@ -128,6 +128,12 @@ export const defaultPeerLimits: PeerLimits = {
  * The default reconnect schedule: exponential backoff from 50 ms, each delay capped at 5 s, with
  * jitter; retries forever.
  *
+ * **Example** (Giving up after ten redials)
+ * ```ts
+ * import { Schedule } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const peer = Peer.make({ reconnect: Schedule.max([Peer.defaultReconnect, Schedule.recurs(10)]) })
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -139,6 +145,11 @@ export const defaultReconnect: Schedule.Schedule<unknown, unknown> = Schedule.ex
 /**
  * Default settings.
  *
+ * **Example** (Doubling the edge queue)
+ * ```ts
+ * import * as Peer from "duplex/Peer"
+ * const peer = Peer.make({ edgeQueueCapacity: Peer.defaults.edgeQueueCapacity * 2 })
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -161,6 +172,13 @@ export const defaults = {
 /**
  * The edge queue is full and the peer was configured to fail fast.
  *
+ * **Example** (Failing fast when the edge queue is full)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const open = (peer: Peer.Peer) =>
+ *   peer.open("Echo").pipe(Effect.catchTag("EdgeQueueFull", (e) => Effect.die(e.message)))
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -175,6 +193,12 @@ export class EdgeQueueFull extends Schema.TaggedError<EdgeQueueFull>()("EdgeQueu
 /**
  * A peer option is invalid (for example an `id` that is not a UUID).
  *
+ * **Example** (A peer id that is not a UUID)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const peer = Peer.make({ id: "not-a-uuid" }).pipe(Effect.catchTag("InvalidOptions", (e) => Effect.die(e.detail)))
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -189,6 +213,11 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
 /**
  * The peer's scope has closed.
  *
+ * **Example** (Matching a closed peer)
+ * ```ts
+ * import * as Peer from "duplex/Peer"
+ * const isClosed = (e: Peer.EdgeQueueFull | Peer.PeerClosed) => e._tag === "PeerClosed"
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -350,6 +379,12 @@ export interface Peer {
 /**
  * Service tag for a `Peer` provided by `layer`.
  *
+ * **Example** (Using the peer from context)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Peer from "duplex/Peer"
+ * const program = Effect.flatMap(Effect.service(Peer.Peer), (peer) => peer.connect("tcp://127.0.0.1:7000"))
+ * ```
  * @category services
  * @since 0.1.0
  */

@@ -50,6 +50,11 @@ export type FrameType = typeof FrameType[keyof typeof FrameType]
  * Number of slots of a frame as the original writes it: `[type, channel, method, headers, error,
  * last, payload]`.
  *
+ * **Example** (Checking an envelope's size)
+ * ```ts
+ * import { FRAME_SLOTS } from "duplex/Protocol"
+ * const hasAllSlots = (envelope: ReadonlyArray<unknown>) => envelope.length >= FRAME_SLOTS
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -58,6 +63,11 @@ export const FRAME_SLOTS = 7
 /**
  * Length in bytes of the greeting each side sends: a UUID as 36 ASCII characters.
  *
+ * **Example** (Waiting for a whole greeting)
+ * ```ts
+ * import { GREETING_LENGTH } from "duplex/Protocol"
+ * const complete = (received: Uint8Array) => received.length >= GREETING_LENGTH
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -66,6 +76,12 @@ export const GREETING_LENGTH = 36
 /**
  * The error text the original uses to cancel a channel (sent with `last = false`).
  *
+ * **Example** (Recognising a cancel frame)
+ * ```ts
+ * import type { Frame } from "duplex/Frame"
+ * import { CANCEL_ERROR } from "duplex/Protocol"
+ * const isCancel = (frame: Frame) => frame.error === CANCEL_ERROR && !frame.last
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -74,6 +90,12 @@ export const CANCEL_ERROR = "CloseStream"
 /**
  * The protocol name and version carried in the method slot of a `Hello` frame.
  *
+ * **Example** (Recognising a Hello frame)
+ * ```ts
+ * import type { Frame } from "duplex/Frame"
+ * import { FrameType, PROTOCOL_VERSION } from "duplex/Protocol"
+ * const isHello = (frame: Frame) => frame.type === FrameType.Hello && frame.method === PROTOCOL_VERSION
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -85,6 +107,11 @@ export const PROTOCOL_VERSION = "DUPLEX/1"
  * start from 0 (connector) or 1 (binder). In both ranges the connector uses even ids and the binder
  * odd ids, so two Duplex peers can never pick the same id.
  *
+ * **Example** (Telling the id ranges apart)
+ * ```ts
+ * import { LEGACY_CHANNEL_BASE } from "duplex/Protocol"
+ * const allocatedBeforeHello = (id: number) => id >= LEGACY_CHANNEL_BASE
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -93,6 +120,11 @@ export const LEGACY_CHANNEL_BASE = 0x8000_0000
 /**
  * Exclusive upper bound of channel ids (ids are encoded as unsigned 32-bit at most).
  *
+ * **Example** (Validating a channel id)
+ * ```ts
+ * import { CHANNEL_ID_LIMIT } from "duplex/Protocol"
+ * const isValidId = (id: number) => Number.isInteger(id) && id >= 0 && id < CHANNEL_ID_LIMIT
+ * ```
  * @category constants
  * @since 0.1.0
  */

@@ -16,6 +16,11 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
 /**
+ * **Example** (Reading the type id)
+ * ```ts
+ * import * as Rpc from "duplex/Rpc"
+ * Rpc.unary("Ping")[Rpc.TypeId] // "~duplex/Rpc"
+ * ```
  * @category type ids
  * @since 0.1.0
  */

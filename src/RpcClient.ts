@@ -213,7 +213,18 @@ interface Settings {
   readonly tracing: boolean
 }
 
-/** The W3C trace context of a span: `00-<trace id>-<span id>-<flags>`. */
+/**
+ * The W3C trace context of a span: `00-<trace id>-<span id>-<flags>`.
+ *
+ * **Example** (Formatting a span)
+ * ```ts
+ * import * as RpcClient from "duplex/RpcClient"
+ * RpcClient.traceparent({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", sampled: true })
+ * // "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+ * ```
+ * @category tracing
+ * @since 0.1.0
+ */
 export const traceparent = (span: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean }) =>
   `00-${span.traceId.padStart(32, "0").slice(-32)}-${span.spanId.padStart(16, "0").slice(-16)}-${
     span.sampled ? "01" : "00"

@@ -16,6 +16,12 @@ import * as Schema from "effect/Schema"
 /**
  * Header carrying the kind of an error frame (ignored by original peers).
  *
+ * **Example** (Reading an error frame's kind)
+ * ```ts
+ * import * as Headers from "duplex/Headers"
+ * import { ERROR_KIND_HEADER } from "duplex/RpcError"
+ * const kindOf = (headers: Headers.Headers) => Headers.get(headers, ERROR_KIND_HEADER)
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -24,6 +30,12 @@ export const ERROR_KIND_HEADER = "duplex-error"
 /**
  * Header carrying a call's deadline as a relative timeout in milliseconds.
  *
+ * **Example** (A five-second deadline)
+ * ```ts
+ * import * as Headers from "duplex/Headers"
+ * import { TIMEOUT_HEADER } from "duplex/RpcError"
+ * const headers = Headers.make({ [TIMEOUT_HEADER]: "5000" })
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -32,6 +44,11 @@ export const TIMEOUT_HEADER = "duplex-timeout"
 /**
  * Kinds of error frames.
  *
+ * **Example** (Checking for a defect)
+ * ```ts
+ * import { ErrorKind } from "duplex/RpcError"
+ * const isDefect = (kind: string | undefined) => kind === ErrorKind.Defect
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -49,6 +66,12 @@ export const ErrorKind = {
 /**
  * Header naming the kind of a `rejected` error (e.g. `auth`, `rate-limit`).
  *
+ * **Example** (The headers of an auth rejection)
+ * ```ts
+ * import * as Headers from "duplex/Headers"
+ * import { ERROR_KIND_HEADER, ErrorKind, REJECTED_KIND_HEADER } from "duplex/RpcError"
+ * const headers = Headers.make({ [ERROR_KIND_HEADER]: ErrorKind.Rejected, [REJECTED_KIND_HEADER]: "auth" })
+ * ```
  * @category constants
  * @since 0.1.0
  */
@@ -79,6 +102,12 @@ export class Rejected extends Schema.TaggedError<Rejected>()("Rejected", {
 /**
  * The remote has no such method (or service).
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { RpcClientError, UnknownMethod } from "duplex/RpcError"
+ * const reason = new UnknownMethod({ method: "Arith.Mul", text: "duplex: can't find method Arith.Mul" })
+ * const error = new RpcClientError({ reason })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -94,6 +123,11 @@ export class UnknownMethod extends Schema.TaggedError<UnknownMethod>()("UnknownM
 /**
  * The remote could not decode the request (wrong payload for the method's Schema).
  *
+ * **Example** (Matching a rejected payload)
+ * ```ts
+ * import type { RpcClientError } from "duplex/RpcError"
+ * const isBadRequest = (e: RpcClientError) => e.reason._tag === "BadRequest"
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -106,6 +140,11 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
 /**
  * The reply could not be decoded with the method's Schemas.
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { BadResponse, RpcClientError } from "duplex/RpcError"
+ * const error = new RpcClientError({ reason: new BadResponse({ text: "Expected number, got \"7\"" }) })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -118,6 +157,11 @@ export class BadResponse extends Schema.TaggedError<BadResponse>()("BadResponse"
 /**
  * The codec named by the call is not known on one side.
  *
+ * **Example** (Reading the codec name)
+ * ```ts
+ * import type { RpcClientError } from "duplex/RpcError"
+ * const codecOf = (e: RpcClientError) => e.reason._tag === "CodecUnsupported" ? e.reason.codec : undefined
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -132,6 +176,11 @@ export class CodecUnsupported extends Schema.TaggedError<CodecUnsupported>()("Co
 /**
  * The remote handler died with a defect (a bug, not a declared error).
  *
+ * **Example** (Matching a remote bug)
+ * ```ts
+ * import type { RpcClientError } from "duplex/RpcError"
+ * const isRemoteBug = (e: RpcClientError) => e.reason._tag === "RemoteDefect"
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -144,6 +193,11 @@ export class RemoteDefect extends Schema.TaggedError<RemoteDefect>()("RemoteDefe
 /**
  * The remote failed with a text that maps to no typed error (e.g. an original peer's error).
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { RemoteError, RpcClientError } from "duplex/RpcError"
+ * const error = new RpcClientError({ reason: new RemoteError({ text: "division by zero" }) })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -156,6 +210,11 @@ export class RemoteError extends Schema.TaggedError<RemoteError>()("RemoteError"
 /**
  * The connection carrying the call dropped.
  *
+ * **Example** (Retrying only on a lost connection)
+ * ```ts
+ * import type { RpcClientError } from "duplex/RpcError"
+ * const retryable = (e: RpcClientError) => e.reason._tag === "ConnectionLost"
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -170,6 +229,11 @@ export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("Connec
 /**
  * The remote cancelled the call.
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { Cancelled } from "duplex/RpcError"
+ * const reason = new Cancelled({ text: "CloseStream" })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -182,6 +246,12 @@ export class Cancelled extends Schema.TaggedError<Cancelled>()("Cancelled", { te
 /**
  * The call's deadline passed (locally or at the remote).
  *
+ * **Example** (Reading the timeout)
+ * ```ts
+ * import type { RpcClientError } from "duplex/RpcError"
+ * const timeoutOf = (e: RpcClientError) =>
+ *   e.reason._tag === "DeadlineExceeded" ? e.reason.timeoutMillis : undefined
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -196,6 +266,11 @@ export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("De
 /**
  * The call could not be placed (edge queue full, or the peer is closed).
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { RpcClientError, Unavailable } from "duplex/RpcError"
+ * const error = new RpcClientError({ reason: new Unavailable({ text: "peer is closed" }) })
+ * ```
  * @category errors
  * @since 0.1.0
  */
@@ -242,6 +317,11 @@ export class RpcClientError extends Schema.TaggedError<RpcClientError>()("RpcCli
 /**
  * The input stream of a client-stream or bidi handler failed.
  *
+ * **Example** (Constructing the error)
+ * ```ts
+ * import { RequestStreamError } from "duplex/RpcError"
+ * const error = new RequestStreamError({ reason: "Cancelled", text: "the client cancelled the call" })
+ * ```
  * @category errors
  * @since 0.1.0
  */

@@ -13,6 +13,11 @@ import type * as Rpc from "./Rpc.ts"
 import type { RequestStreamError } from "./RpcError.ts"
 
 /**
+ * **Example** (Reading the type id)
+ * ```ts
+ * import * as RpcGroup from "duplex/RpcGroup"
+ * RpcGroup.make()[RpcGroup.TypeId] // "~duplex/RpcGroup"
+ * ```
  * @category type ids
  * @since 0.1.0
  */

@@ -23,6 +23,14 @@ import * as Address from "./Address.ts"
 /**
  * A listener could not be opened.
  *
+ * **Example** (Handling a busy port)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Address from "duplex/Address"
+ * import * as Transport from "duplex/Transport"
+ * const program = Transport.listen(Address.tcp("127.0.0.1", 7000), () => Effect.void).pipe(
+ *   Effect.catchTag("BindError", (e) => Effect.logError(e.detail)), Effect.scoped)
+ * ```
  * @category errors
  * @since 0.1.0
  */
