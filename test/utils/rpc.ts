@@ -2,49 +2,25 @@
  * Helpers for the RPC tests: transports, bounded waits, connected peers, raw `node:net` sockets
  * that speak bytes to a Duplex peer, and child processes.
  */
-import { Duration, Effect, Scope } from "effect"
+import { type Duration, Effect, Scope } from "effect"
 import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Address from "../../src/Address.ts"
 import type { Frame } from "../../src/Frame.ts"
 import { FrameDecoder } from "../../src/FrameCodec.ts"
 import * as Peer from "../../src/Peer.ts"
+import { netTarget, within as helpersWithin } from "./helpers.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Transports and waits
 // ---------------------------------------------------------------------------------------------
 
-/** A fresh temp dir, removed when the scope closes. */
-export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "duplex-rpc-"))),
-  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-)
+// shared with the peer-runtime tests (test/utils/helpers.ts)
+export { tempDir, transports, WaitTimeout } from "./helpers.ts"
+export type { TransportCase as Transport } from "./helpers.ts"
 
-export interface Transport {
-  readonly name: "tcp" | "unix"
-  /** A fresh address to bind (port 0, or a socket in a fresh temp dir). */
-  readonly address: Effect.Effect<string, never, Scope.Scope>
-}
-
-export const transports: ReadonlyArray<Transport> = [
-  { name: "tcp", address: Effect.succeed("tcp://127.0.0.1:0") },
-  { name: "unix", address: Effect.map(tempDir, (dir) => "unix://" + Path.join(dir, "rpc.sock")) }
-]
-
-export class WaitTimeout extends Error {}
-
-/** Bounds an effect; dies with a message naming what was awaited. */
-export const within =
-  (label: string, duration: Duration.Input = "10 seconds") =>
-  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.timeoutOrElse(self, {
-      duration,
-      orElse: () =>
-        Effect.die(new WaitTimeout(`timed out after ${Duration.format(Duration.fromInputUnsafe(duration))}: ${label}`))
-    })
+/** Bounds an effect (default 10 s); dies with a message naming what was awaited. */
+export const within = (label: string, duration: Duration.Input = "10 seconds") => helpersWithin(label, duration)
 
 // ---------------------------------------------------------------------------------------------
 // Peers
@@ -85,13 +61,7 @@ export const openChannels = (peer: Peer.Peer): Effect.Effect<number> =>
 // Raw sockets
 // ---------------------------------------------------------------------------------------------
 
-/** Node connect options for a tcp:// or unix:// address. */
-export const netTarget = (address: string): Net.NetConnectOpts => {
-  const parsed = Address.parse(address)
-  if (parsed._tag === "Failure") throw new Error(`bad address in test: ${address}`)
-  const a = parsed.success
-  return a._tag === "Tcp" ? { host: a.host, port: a.port } : { path: a.path }
-}
+export { netTarget } from "./helpers.ts"
 
 export class RawClosed extends Error {}
 
