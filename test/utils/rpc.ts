@@ -3,9 +3,7 @@
  * that speak bytes to a Duplex peer, and child processes.
  */
 import { type Duration, Effect, Scope } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
-import * as Path from "node:path"
 import type { Frame } from "../../src/Frame.ts"
 import { FrameDecoder } from "../../src/FrameCodec.ts"
 import * as Peer from "../../src/Peer.ts"
@@ -194,84 +192,4 @@ export const splitFrames = (data: Uint8Array): Array<RawFrame> => {
 // Child processes
 // ---------------------------------------------------------------------------------------------
 
-export interface Child {
-  /** The next stdout line (fails if stdout ends first). */
-  readonly nextLine: Effect.Effect<string, Error>
-  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
-  /** Completes when the process has exited. */
-  readonly exited: Effect.Effect<void>
-}
-
-/** Runs `node test/fixtures/<script> ...args`; SIGKILLed (if still running) when the scope closes. */
-export const spawnFixture = (script: string, args: ReadonlyArray<string>): Effect.Effect<Child, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const proc = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        ChildProcess.spawn(process.execPath, [Path.join(import.meta.dirname, "..", "fixtures", script), ...args], {
-          stdio: ["ignore", "pipe", "pipe"]
-        })
-      ),
-      (proc) =>
-        Effect.callback<void>((resume) => {
-          if (proc.exitCode !== null || proc.signalCode !== null) return resume(Effect.void)
-          proc.once("exit", () => resume(Effect.void))
-          proc.kill("SIGKILL")
-        })
-    )
-    let stderr = ""
-    proc.stderr.setEncoding("utf8")
-    proc.stderr.on("data", (chunk: string) => {
-      stderr += chunk
-    })
-    const lines: Array<string> = []
-    let partial = ""
-    let ended = false
-    let wake: (() => void) | undefined
-    const notify = () => {
-      const w = wake
-      wake = undefined
-      if (w !== undefined) w()
-    }
-    proc.stdout.setEncoding("utf8")
-    proc.stdout.on("data", (chunk: string) => {
-      partial += chunk
-      let i: number
-      while ((i = partial.indexOf("\n")) >= 0) {
-        lines.push(partial.slice(0, i))
-        partial = partial.slice(i + 1)
-      }
-      notify()
-    })
-    proc.stdout.on("end", () => {
-      ended = true
-      notify()
-    })
-    let exited = proc.exitCode !== null || proc.signalCode !== null
-    const exitWaiters: Array<() => void> = []
-    proc.once("exit", () => {
-      exited = true
-      for (const w of exitWaiters.splice(0)) w()
-    })
-    return {
-      nextLine: Effect.callback<string, Error>((resume) => {
-        const check = () => {
-          const line = lines.shift()
-          if (line !== undefined) return resume(Effect.succeed(line))
-          if (ended) return resume(Effect.fail(new Error(`child stdout ended; stderr:\n${stderr}`)))
-          wake = check
-        }
-        check()
-        return Effect.sync(() => {
-          wake = undefined
-        })
-      }),
-      kill: (signal) =>
-        Effect.sync(() => {
-          proc.kill(signal)
-        }),
-      exited: Effect.callback<void>((resume) => {
-        if (exited) return resume(Effect.void)
-        exitWaiters.push(() => resume(Effect.void))
-      })
-    }
-  })
+export { type Child, spawnFixture } from "./child.ts"
