@@ -4,8 +4,6 @@
  */
 import { type Duration, Effect, Scope } from "effect"
 import * as Net from "node:net"
-import type { Frame } from "../../src/Frame.ts"
-import { FrameDecoder } from "../../src/FrameCodec.ts"
 import * as Peer from "../../src/Peer.ts"
 import { netTarget, within as helpersWithin } from "./helpers.ts"
 
@@ -163,30 +161,7 @@ export const rawListen: Effect.Effect<
   return { address: `tcp://127.0.0.1:${port}`, accepted }
 })
 
-/** One decoded frame with the exact bytes it came from. */
-export interface RawFrame {
-  readonly frame: Frame
-  readonly bytes: Buffer
-}
-
-/** Splits complete frames out of a byte string (a partial tail is ignored). */
-export const splitFrames = (data: Uint8Array): Array<RawFrame> => {
-  const decoder = new FrameDecoder()
-  const out: Array<RawFrame> = []
-  let start = 0
-  for (let i = 0; i < data.length; i++) {
-    let completed: Frame | undefined
-    const error = decoder.feed(data.subarray(i, i + 1), (f) => {
-      completed = f
-    })
-    if (error !== undefined) throw new Error(`undecodable bytes: ${error.message}`)
-    if (completed !== undefined) {
-      out.push({ frame: completed, bytes: Buffer.from(data.subarray(start, i + 1)) })
-      start = i + 1
-    }
-  }
-  return out
-}
+export { type RawFrame, splitFrames } from "./raw.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
