@@ -29,6 +29,13 @@ import * as Headers from "./Headers.ts"
 import { CHANNEL_ID_LIMIT, FrameType, LEGACY_CHANNEL_BASE, type Limits } from "./Protocol.ts"
 
 /**
+ * Queued bytes past which a frame is written at once instead of at the end of the turn: large
+ * enough that a write syscall carries many small frames, small enough that the remote starts
+ * working on a long batch before this side has produced all of it.
+ */
+const EARLY_FLUSH_BYTES = 8192
+
+/**
  * Which side of the TCP/Unix connection this peer is: the connector speaks the greeting first and
  * allocates even channel ids, the binder answers and allocates odd ids.
  *
@@ -190,7 +197,12 @@ export class Connection {
     if (this.lostWith !== undefined) return
     this.encoder.write(frame)
     this.stats.framesOut++
-    if (this.writerWake !== undefined && !this.wakeScheduled) {
+    if (this.writerWake === undefined) return
+    if (this.encoder.pending >= EARLY_FLUSH_BYTES) {
+      // Enough for a socket write of its own: hand it to the kernel now, so the remote starts on
+      // it while this side is still producing the rest of the batch (both CPUs work at once).
+      this.wakeWriter()
+    } else if (!this.wakeScheduled) {
       this.wakeScheduled = true
       queueMicrotask(this.wakeWriter)
     }
