@@ -75,6 +75,7 @@ const main = async () => {
   const top = Number(args.find((a) => a.startsWith("--top="))?.slice(6) ?? 40)
   const dir = args.find((a) => a.startsWith("--dir="))?.slice(6) ??
     Fs.mkdtempSync(Path.join(Os.tmpdir(), "duplex-profile-"))
+  Fs.mkdirSync(dir, { recursive: true })
   const pin = Os.cpus().length > 1 &&
     ChildProcess.spawnSync("taskset", ["-c", "0", "true"], { stdio: "ignore" }).status === 0
   const spawn = (cpu: number, sub: ReadonlyArray<string>) => {

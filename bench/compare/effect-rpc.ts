@@ -71,11 +71,11 @@ const end = (s: Session, metrics: Metrics | (() => Metrics)) => Effect.promise((
 const unaryBatch = (client: Client, calls: number, inflight: number) =>
   Effect.gen(function*() {
     let remaining = calls
-    const call = client.Echo(request)
+    // A new call each time (the request is encoded per call, as every contender does).
     const worker = Effect.gen(function*() {
       while (remaining > 0) {
         remaining--
-        yield* call
+        yield* client.Echo(request)
       }
     })
     const fibers: Array<Fiber.Fiber<void, unknown>> = []
@@ -85,10 +85,9 @@ const unaryBatch = (client: Client, calls: number, inflight: number) =>
 
 const sequential = (client: Client, calls: number, latencies?: Array<number>) =>
   Effect.gen(function*() {
-    const call = client.Echo(request)
     for (let i = 0; i < calls; i++) {
       const t0 = performance.now()
-      yield* call
+      yield* client.Echo(request)
       latencies?.push(performance.now() - t0)
     }
   })
