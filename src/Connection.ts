@@ -26,6 +26,7 @@ import * as Frame from "./Frame.ts"
 import { FrameDecoder, FrameEncoder } from "./FrameCodec.ts"
 import * as Greeting from "./Greeting.ts"
 import * as Headers from "./Headers.ts"
+import * as RawSocket from "./internal/rawSocket.ts"
 import { CHANNEL_ID_LIMIT, FrameType, LEGACY_CHANNEL_BASE, type Limits } from "./Protocol.ts"
 
 /**
@@ -463,7 +464,7 @@ export class Connection {
   }
 
   /** @internal the writer fiber: one socket write per wake-up with everything queued. */
-  writeLoop(writer: Socket.Writer): Effect.Effect<void, ConnectionError> {
+  writeLoop(writer: Socket.Writer, drained?: () => boolean): Effect.Effect<void, ConnectionError> {
     const waitOutput = Effect.callback<void>((resume) => {
       if (this.encoder.pending > 0 || this.lostWith !== undefined) return resume(Effect.void)
       this.writerWake = resume
@@ -483,6 +484,8 @@ export class Connection {
         if (Result.isFailure(result)) {
           return yield* new ConnectionError({ address: self.address, stage: "write", detail: result.failure.message })
         }
+        // The socket holds none of our bytes any more: their memory can take the next frames.
+        if (drained !== undefined && drained()) self.encoder.recycle()
         if (self.encoder.pending < self.options.writeHighWaterMark) self.releaseWaiters()
       }
     })
@@ -983,7 +986,9 @@ export const start = (
       })
     )
     yield* Effect.forkIn(
-      connection.writeLoop(writer).pipe(Effect.catch((error) => Effect.sync(() => connection.lose(error)))),
+      connection.writeLoop(writer, RawSocket.drainedCheck(socket)).pipe(
+        Effect.catch((error) => Effect.sync(() => connection.lose(error)))
+      ),
       scope
     )
     yield* Effect.forkIn(

@@ -28,6 +28,8 @@ import { defaultLimits, type Limits } from "./Protocol.ts"
 /** Slabs start small (an idle connection costs little) and double up to this as traffic flows. */
 const SLAB_SIZE = 64 * 1024
 const FIRST_SLAB = 2 * 1024
+/** Recycled slabs an encoder keeps for reuse (see `FrameEncoder.recycle`). */
+const POOL_SLABS = 2
 const textEncoder = new TextEncoder()
 const NodeBuffer: { allocUnsafe(size: number): Uint8Array } | undefined = (globalThis as {
   readonly Buffer?: { allocUnsafe(size: number): Uint8Array }
@@ -112,7 +114,10 @@ export class FrameEncoder {
     }
   }
 
-  /** Returns the bytes written since the last flush, or `undefined` when there are none. */
+  /**
+   * Returns the bytes written since the last flush, or `undefined` when there are none. The
+   * bytes stay valid until `recycle` is called.
+   */
   flush(): Uint8Array | undefined {
     if (this.pos === this.start) return undefined
     const out = this.buf.subarray(this.start, this.pos)
@@ -120,16 +125,52 @@ export class FrameEncoder {
     return out
   }
 
+  /** Slabs left behind by `ensure` whose flushed bytes may still be in use. */
+  private retired: Array<Uint8Array> = []
+  /** Slabs free for reuse (at most `POOL_SLABS`). */
+  private pool: Array<Uint8Array> = []
+
+  /**
+   * Declares every flushed byte consumed (e.g. the socket has handed all of it to the kernel):
+   * the memory is reused for later frames instead of allocating new slabs. Call it only when
+   * no `flush` result is referenced any more; unflushed bytes are kept.
+   */
+  recycle(): void {
+    if (this.start === this.pos) this.start = this.pos = 0
+    const retired = this.retired
+    if (retired.length === 0) return
+    for (let i = 0; i < retired.length && this.pool.length < POOL_SLABS; i++) this.pool.push(retired[i]!)
+    this.retired = []
+  }
+
   private ensure(size: number): void {
     if (this.pos + size <= this.buf.length) return
     const pending = this.pos - this.start
     // grow geometrically: a burst of many frames between flushes must not copy quadratically
     this.slab = Math.min(SLAB_SIZE, this.slab * 2)
-    const next = alloc(Math.max(this.slab, pending === 0 ? size : 2 * (pending + size)))
+    const want = Math.max(this.slab, pending === 0 ? size : 2 * (pending + size))
+    const next = this.takePooled(want) ?? alloc(want)
     next.set(this.buf.subarray(this.start, this.pos), 0)
+    // The old slab: flushed bytes in it may still be in use until `recycle`; without any, it is free.
+    if (this.start > 0) {
+      if (this.retired.length < POOL_SLABS) this.retired.push(this.buf)
+    } else if (this.pool.length < POOL_SLABS && this.buf.length >= FIRST_SLAB * 2) this.pool.push(this.buf)
     this.buf = next
     this.start = 0
     this.pos = pending
+  }
+
+  private takePooled(size: number): Uint8Array | undefined {
+    const pool = this.pool
+    for (let i = 0; i < pool.length; i++) {
+      const slab = pool[i]!
+      if (slab.length >= size && slab.length <= 2 * size) {
+        pool[i] = pool[pool.length - 1]!
+        pool.pop()
+        return slab
+      }
+    }
+    return undefined
   }
 
   private uint(v: number): void {

@@ -11,15 +11,17 @@
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
+import * as Scope from "effect/Scope"
+import * as Socket from "effect/socket/Socket"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "./Address.ts"
+import * as RawSocket from "./internal/rawSocket.ts"
 
 /**
  * A listener could not be opened.
@@ -58,16 +60,55 @@ export class BindError extends Schema.TaggedError<BindError>()("BindError", {
  * @since 0.1.0
  */
 export const dial = (address: Address.Address, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> =>
-  address._tag === "Tcp"
-    ? NodeSocket.makeNet({
-      host: address.host,
-      port: address.port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 15_000,
-      openTimeout
-    })
-    : NodeSocket.makeNet({ path: address.path, openTimeout })
+  makeNet(
+    address._tag === "Tcp"
+      ? { host: address.host, port: address.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 }
+      : { path: address.path },
+    openTimeout
+  )
+
+/**
+ * `NodeSocket.makeNet`, keeping hold of the `net.Socket` it opens (registered for the frame
+ * encoder's buffer reuse, see `internal/rawSocket.ts`).
+ */
+const makeNet = (options: Net.NetConnectOpts, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> => {
+  let current: Net.Socket | undefined
+  const open = Effect.contextWith((context: Context.Context<Scope.Scope>) => {
+    let conn: Net.Socket | undefined
+    let isOpen = false
+    return Effect.flatMap(
+      Scope.addFinalizer(
+        Context.get(context, Scope.Scope),
+        Effect.sync(() => {
+          current = undefined
+          if (conn === undefined || conn.closed !== false) return
+          if (isOpen) conn.destroySoon()
+          else conn.destroy()
+        })
+      ),
+      () =>
+        Effect.callback<Net.Socket, Socket.SocketError>((resume) => {
+          conn = Net.createConnection(options)
+          conn.once("connect", () => {
+            isOpen = true
+            current = conn
+            resume(Effect.succeed(conn!))
+          })
+          conn.on("error", (cause: Error) => {
+            resume(
+              Effect.fail(
+                new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
+              )
+            )
+          })
+        })
+    )
+  })
+  return Effect.map(NodeSocket.fromDuplex(open, { openTimeout }), (socket) => {
+    RawSocket.register(socket, () => current)
+    return socket
+  })
+}
 
 /** Connects to a Unix path to learn whether something is listening there. */
 const probeUnix = (path: string): Effect.Effect<boolean> =>
@@ -139,9 +180,13 @@ export const listen = <R>(
     }
     const onSocket = (socket: Socket.Socket) =>
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
-        if (Option.isSome(raw) && address._tag === "Tcp") {
-          raw.value.setNoDelay(true)
-          raw.value.setKeepAlive(true, 15_000) // the liveness of remotes without PING
+        if (Option.isSome(raw)) {
+          const conn = raw.value
+          RawSocket.register(socket, () => conn)
+          if (address._tag === "Tcp") {
+            conn.setNoDelay(true)
+            conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
+          }
         }
         return handler(socket)
       })

@@ -1116,3 +1116,61 @@ describe("FrameDecoder robustness", () => {
     for (let i = 0; i < 200; i++) decodeOne(encodeFrame(randomFrame(rng, smallFrames)))
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+describe("FrameEncoder memory reuse (recycle)", () => {
+  const payloadOf = (size: number, fill: number) => new Uint8Array(size).fill(fill)
+  const dataFrame = (channel: number, size: number, fill: number) =>
+    Frame.make(1, channel, "", Headers.empty, "", false, payloadOf(size, fill))
+
+  it("flushed bytes stay intact until recycle, whatever is written after them", () => {
+    const rng = makeRng(7)
+    const encoder = new FrameEncoder()
+    const held: Array<{ bytes: Uint8Array; copy: Uint8Array }> = []
+    for (let round = 0; round < 200; round++) {
+      const frames = 1 + rng.int(4)
+      for (let i = 0; i < frames; i++) {
+        // sizes around the slab sizes (2 KiB … 64 KiB and past them)
+        const size = [10, 2000, 5000, 40_000, 65_536, 70_000][rng.int(6)]!
+        encoder.write(dataFrame(round, size, (round + i) & 0xff))
+      }
+      const bytes = encoder.flush()!
+      held.push({ bytes, copy: bytes.slice() })
+      // recycle only sometimes: the held chunks since the last recycle must never change
+      if (rng.next() < 0.3) {
+        for (const h of held) assert.deepStrictEqual(h.bytes, h.copy)
+        held.length = 0
+        encoder.recycle()
+      }
+    }
+    for (const h of held) assert.deepStrictEqual(h.bytes, h.copy)
+  })
+
+  it("after recycle, same-size frames reuse memory instead of allocating", () => {
+    const encoder = new FrameEncoder()
+    const buffers = new Set<ArrayBufferLike>()
+    for (let i = 0; i < 50; i++) {
+      encoder.write(dataFrame(1, 65_536, i))
+      const bytes = encoder.flush()!
+      assert.strictEqual(bytes[bytes.length - 1], i)
+      buffers.add(bytes.buffer)
+      encoder.recycle()
+    }
+    // the first frames allocate while the slab grows; then the same few buffers come back
+    assert.isAtMost(buffers.size, 4)
+  })
+
+  it("unflushed bytes survive a recycle", () => {
+    const encoder = new FrameEncoder()
+    encoder.write(dataFrame(1, 100, 1))
+    const first = encoder.flush()!.slice()
+    encoder.write(dataFrame(2, 100, 2))
+    encoder.recycle() // one frame still queued: kept
+    encoder.write(dataFrame(3, 100, 3))
+    const rest = encoder.flush()!
+    const decoded = decodeFrames(rest)
+    assert.isTrue(Result.isSuccess(decoded))
+    if (Result.isSuccess(decoded)) assert.deepStrictEqual(decoded.success.map((f) => f.channel), [2, 3])
+    assert.strictEqual(decodeOne(first).channel, 1)
+  })
+})
