@@ -10,9 +10,9 @@
  *
  * @since 0.1.0
  */
-import { Decoder, Encoder } from "@msgpack/msgpack"
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
+import { decode as msgpackDecode, MsgpackEncoder } from "./internal/msgpack.ts"
 
 /**
  * The header naming a channel's codec (absent: `msgpack`).
@@ -55,11 +55,13 @@ export interface Codec {
   readonly encodeShared?: ((value: unknown) => Uint8Array) | undefined
 }
 
-const msgpackEncoder = new Encoder()
-const msgpackDecoder = new Decoder()
+const msgpackEncoder = new MsgpackEncoder()
 
 /**
- * msgpack via `@msgpack/msgpack` (reused encoder/decoder instances). Strings written by the
+ * msgpack: the same bytes and values as `@msgpack/msgpack` with default options, through a
+ * faster path for plain data (objects, arrays, strings, numbers, booleans, null, bytes) that
+ * hands the rest (`Date` and other extension types, class instances) to `@msgpack/msgpack`
+ * itself. Binary values decode as views into the payload, not copies. Strings written by the
  * original in the old raw family decode as strings.
  *
  * **Example** (Encoding)
@@ -74,8 +76,8 @@ export const msgpack: Codec = {
   name: "msgpack",
   representation: "binary",
   encode: (value) => msgpackEncoder.encode(value),
-  decode: (bytes) => msgpackDecoder.decode(bytes),
-  encodeShared: (value) => msgpackEncoder.encodeSharedRef(value)
+  decode: msgpackDecode,
+  encodeShared: (value) => msgpackEncoder.encodeShared(value)
 }
 
 const textEncoder = new TextEncoder()
