@@ -428,21 +428,21 @@ class Reader {
         return this.u32()
       case 0xcf: {
         const p = this.need(8)
-        const v = this.dataView()
-        return v.getUint32(p) * 0x1_0000_0000 + v.getUint32(p + 4)
+        return this.be32(p) * 0x1_0000_0000 + this.be32(p + 4)
       }
       case 0xd0: {
         const v = buf[this.need(1)]!
         return v < 0x80 ? v : v - 0x100
       }
-      case 0xd1:
-        return this.dataView().getInt16(this.need(2))
+      case 0xd1: {
+        const p = this.need(2)
+        return (((buf[p]! << 8) | buf[p + 1]!) << 16) >> 16
+      }
       case 0xd2:
-        return this.dataView().getInt32(this.need(4))
+        return this.be32(this.need(4)) | 0
       case 0xd3: {
         const p = this.need(8)
-        const v = this.dataView()
-        return v.getInt32(p) * 0x1_0000_0000 + v.getUint32(p + 4)
+        return (this.be32(p) | 0) * 0x1_0000_0000 + this.be32(p + 4)
       }
       case 0xd9:
         return this.str(this.u8())
@@ -474,7 +474,13 @@ class Reader {
   }
 
   private u32(): number {
-    return this.dataView().getUint32(this.need(4))
+    return this.be32(this.need(4))
+  }
+
+  /** Big-endian unsigned 32-bit integer at `p` (no DataView: most inputs need none). */
+  private be32(p: number): number {
+    const buf = this.buf
+    return buf[p]! * 0x100_0000 + ((buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!)
   }
 
   private str(size: number): string {
