@@ -20,6 +20,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
+import type * as Net from "node:net"
 import * as Channel from "./Channel.ts"
 import { ProtocolError } from "./DuplexError.ts"
 import * as Frame from "./Frame.ts"
@@ -198,6 +199,14 @@ export class Connection {
     if (this.lostWith !== undefined) return
     this.encoder.write(frame)
     this.stats.framesOut++
+    if (this.direct !== undefined) {
+      if (this.encoder.pending >= EARLY_FLUSH_BYTES) this.flushDirect()
+      else if (!this.wakeScheduled) {
+        this.wakeScheduled = true
+        queueMicrotask(this.flushDirect)
+      }
+      return
+    }
     if (this.writerWake === undefined) return
     if (this.encoder.pending >= EARLY_FLUSH_BYTES) {
       // Enough for a socket write of its own: hand it to the kernel now, so the remote starts on
@@ -210,6 +219,43 @@ export class Connection {
   }
 
   private wakeScheduled = false
+
+  /**
+   * The Node socket when the transport gave one: frames are then written from `push` (at the end
+   * of the turn, or at once past `EARLY_FLUSH_BYTES`) without a writer fiber.
+   */
+  private direct: Net.Socket | undefined = undefined
+  /** Direct mode: the socket asked us to wait for `drain`. */
+  private awaitingDrain = false
+
+  /** @internal switches to direct writes on `socket` (instead of `writeLoop`). */
+  writeDirectly(socket: Net.Socket): void {
+    this.direct = socket
+    socket.on("drain", this.onDrain)
+    // frames queued before (replies to frames that came with the greeting)
+    if (this.encoder.pending > 0) this.flushDirect()
+  }
+
+  private readonly onDrain = (): void => {
+    this.awaitingDrain = false
+    this.flushDirect()
+  }
+
+  private readonly flushDirect = (): void => {
+    this.wakeScheduled = false
+    const socket = this.direct
+    if (socket === undefined || this.lostWith !== undefined || this.awaitingDrain) return
+    const bytes = this.encoder.flush()
+    if (bytes !== undefined) {
+      // A write on a destroyed socket reports its error through the socket's events, which the
+      // read side turns into a lost connection.
+      if (!socket.write(bytes)) this.awaitingDrain = true
+    }
+    // Nothing of ours left in the socket's buffers: the encoder may reuse that memory.
+    if (socket.writableLength === 0) this.encoder.recycle()
+    if (this.encoder.pending < this.options.writeHighWaterMark) this.releaseWaiters()
+  }
+
   private readonly wakeWriter = (): void => {
     this.wakeScheduled = false
     const wake = this.writerWake
@@ -441,6 +487,7 @@ export class Connection {
       reason: new Channel.ConnectionLost({ remoteId: this.remoteId, detail: error.message })
     })
     this.lostWith = lost
+    this.direct?.off("drain", this.onDrain)
     const channels = Array.from(this.channels.values())
     this.channels.clear()
     for (const channel of channels) channel.lose(lost)
@@ -464,7 +511,7 @@ export class Connection {
   }
 
   /** @internal the writer fiber: one socket write per wake-up with everything queued. */
-  writeLoop(writer: Socket.Writer, drained?: () => boolean): Effect.Effect<void, ConnectionError> {
+  writeLoop(writer: Socket.Writer): Effect.Effect<void, ConnectionError> {
     const waitOutput = Effect.callback<void>((resume) => {
       if (this.encoder.pending > 0 || this.lostWith !== undefined) return resume(Effect.void)
       this.writerWake = resume
@@ -484,8 +531,6 @@ export class Connection {
         if (Result.isFailure(result)) {
           return yield* new ConnectionError({ address: self.address, stage: "write", detail: result.failure.message })
         }
-        // The socket holds none of our bytes any more: their memory can take the next frames.
-        if (drained !== undefined && drained()) self.encoder.recycle()
         if (self.encoder.pending < self.options.writeHighWaterMark) self.releaseWaiters()
       }
     })
@@ -985,12 +1030,14 @@ export const start = (
         yield* writer.write(new Socket.CloseEvent(1000)).pipe(Effect.ignore)
       })
     )
-    yield* Effect.forkIn(
-      connection.writeLoop(writer, RawSocket.drainedCheck(socket)).pipe(
-        Effect.catch((error) => Effect.sync(() => connection.lose(error)))
-      ),
-      scope
-    )
+    const raw = RawSocket.get(socket)
+    if (raw !== undefined) connection.writeDirectly(raw)
+    else {
+      yield* Effect.forkIn(
+        connection.writeLoop(writer).pipe(Effect.catch((error) => Effect.sync(() => connection.lose(error)))),
+        scope
+      )
+    }
     yield* Effect.forkIn(
       Effect.flatMap(readLoop, (error) => Effect.sync(() => connection.lose(error))),
       scope

@@ -1,8 +1,8 @@
 /**
  * The Node socket behind an `effect/socket` Socket, when Duplex's own transport made it: the
- * connection's writer asks it whether all written bytes have left for the kernel, so the frame
- * encoder can reuse their memory (`FrameEncoder.recycle`). Sockets from elsewhere simply are not
- * registered and their frames always get fresh memory.
+ * connection then writes its frames to it directly (no writer fiber) and reuses the encoder's
+ * memory once the socket holds none of it (`FrameEncoder.recycle`). Sockets from elsewhere are
+ * not registered and go through the `effect/socket` writer.
  *
  * @internal
  */
@@ -17,16 +17,9 @@ export const register = (socket: Socket.Socket, raw: () => Net.Socket | undefine
 }
 
 /**
- * A check that is true when the socket has no written bytes left in its buffers (every write
- * completed, so no buffer passed to it is referenced any more), or `undefined` when unknown.
+ * The open Node socket of `socket`, if Duplex's transport made it (dialled sockets have one once
+ * their reader is acquired).
  *
  * @internal
  */
-export const drainedCheck = (socket: Socket.Socket): (() => boolean) | undefined => {
-  const raw = registry.get(socket)
-  if (raw === undefined) return undefined
-  return () => {
-    const conn = raw()
-    return conn !== undefined && conn.writableLength === 0
-  }
-}
+export const get = (socket: Socket.Socket): Net.Socket | undefined => registry.get(socket)?.()
