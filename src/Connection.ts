@@ -920,6 +920,159 @@ const keepaliveLoop = (
 export const start = (
   socket: Socket.Socket,
   options: ConnectionOptions
+): Effect.Effect<Connection, ConnectionError, Scope.Scope> => {
+  const open = RawSocket.opener(socket)
+  return open !== undefined ? startDirect(open, options) : startOnSocket(socket, options)
+}
+
+/** Greeting and HELLO in one write (the original takes exactly 36 bytes, then frames). */
+const greetingAndHello = (options: ConnectionOptions): Uint8Array => {
+  const hello = new FrameEncoder()
+  hello.write(Frame.hello(options.capabilities))
+  const helloBytes = hello.flush()!
+  const ourGreeting = Greeting.encode(options.localId)
+  const bytes = new Uint8Array(ourGreeting.length + helloBytes.length)
+  bytes.set(ourGreeting, 0)
+  bytes.set(helloBytes, ourGreeting.length)
+  return bytes
+}
+
+const greetingTimeoutText = (options: ConnectionOptions): string =>
+  `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
+
+/**
+ * The connection on a Node socket of Duplex's own transport: the greeting, then every chunk is
+ * decoded and dispatched in the socket's `data` event, and frames are written with
+ * `socket.write` (see `Connection.writeDirectly`). No fiber per connection besides keepalive.
+ */
+const startDirect = (
+  open: Effect.Effect<Net.Socket, Socket.SocketError, Scope.Scope>,
+  options: ConnectionOptions
+): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const address = options.address
+    const fail = (stage: ConnectionError["stage"], detail: string) => new ConnectionError({ address, stage, detail })
+    const conn = yield* open.pipe(Effect.mapError((e) => fail("dial", e.message)))
+    // whatever happens next (a failed greeting included), closing the scope closes the socket
+    yield* Effect.addFinalizer(() => Effect.sync(() => conn.destroy()))
+    const ours = greetingAndHello(options)
+
+    // One `data` listener for the connection's life: the greeting first, then frames. Chunks that
+    // arrive between the two are kept in order.
+    let onChunk: (chunk: Uint8Array) => void = () => {}
+    const onData = (chunk: Uint8Array) => onChunk(chunk)
+    let onEnd: (error: Error | undefined) => void = () => {}
+    const onEndEvent = () => onEnd(undefined)
+    const onError = (error: Error) => onEnd(error)
+    const onClose = () => onEnd(undefined)
+    conn.on("data", onData)
+    conn.on("end", onEndEvent)
+    conn.on("error", onError)
+    conn.on("close", onClose)
+    const detach = () => {
+      conn.off("data", onData)
+      conn.off("end", onEndEvent)
+      conn.off("error", onError)
+      conn.off("close", onClose)
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(detach))
+    // an accepted socket may have been paused for us (the listener pauses until a reader exists)
+    conn.resume()
+
+    if (options.role === "connector") conn.write(ours)
+    const pending: Array<Uint8Array> = []
+    const greeted = yield* Effect.callback<{ readonly id: string }, ConnectionError>((resume) => {
+      const reader = new Greeting.GreetingReader()
+      let done = false
+      const finish = (effect: Effect.Effect<{ readonly id: string }, ConnectionError>) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        resume(effect)
+      }
+      onChunk = (chunk) => {
+        if (done) return void pending.push(chunk)
+        const result = reader.feed(chunk)
+        if (Result.isFailure(result)) return finish(Effect.fail(fail("greeting", result.failure.message)))
+        const state = result.success
+        if (state._tag !== "Done") return
+        if (state.rest.length > 0) pending.push(state.rest)
+        finish(Effect.succeed({ id: state.id }))
+      }
+      onEnd = (error) =>
+        finish(
+          Effect.fail(fail("greeting", error === undefined ? "closed before the greeting completed" : error.message))
+        )
+      const timer = setTimeout(
+        () =>
+          finish(
+            Effect.fail(
+              fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(options)).message)
+            )
+          ),
+        Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout))
+      )
+      return Effect.sync(() => {
+        done = true
+        clearTimeout(timer)
+      })
+    })
+    if (options.role === "binder") conn.write(ours)
+
+    const connection = new Connection(options, greeted.id)
+    const decoder = new FrameDecoder(options.limits)
+    const feed = (chunk: Uint8Array): void => {
+      if (connection.lostWith !== undefined) return
+      connection.lastReceived = Date.now()
+      const error = decoder.feed(chunk, connection.dispatch)
+      if (error !== undefined) {
+        connection.lose(fail("protocol", error.message))
+        conn.destroy()
+      }
+    }
+    onEnd = (error) => {
+      if (error !== undefined) return connection.lose(fail("read", error.message))
+      const truncated = decoder.finish()
+      connection.lose(
+        truncated === undefined ? fail("closed", "remote closed the connection") : fail("protocol", truncated.message)
+      )
+    }
+    onChunk = feed
+    connection.writeDirectly(conn)
+    // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
+    // connection is returned knowing the remote's capabilities.
+    for (const chunk of pending) feed(chunk)
+    if (conn.destroyed && connection.lostWith === undefined) onEnd(undefined)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.callback<void>((resume) => {
+        const last = connection.takeQueued()
+        connection.lose(fail("closed", "closed locally"))
+        // Then close for good, once the last bytes left for the kernel (at most a second): a
+        // graceful end() would wait forever for a remote that stopped reading.
+        const close = () => {
+          clearTimeout(timer)
+          conn.off("drain", close)
+          conn.destroy()
+          resume(Effect.void)
+        }
+        const timer = setTimeout(close, 1000)
+        if (conn.destroyed || last === undefined && conn.writableLength === 0) return close()
+        if (last !== undefined) conn.write(last)
+        if (conn.writableLength === 0) return close()
+        conn.on("drain", close)
+      })
+    )
+    if (options.keepalive !== undefined) {
+      yield* Effect.forkScoped(keepaliveLoop(connection, options.keepalive, fail))
+    }
+    return connection
+  })
+
+/** The connection on any `effect/socket` Socket: a read-loop fiber and a writer fiber. */
+const startOnSocket = (
+  socket: Socket.Socket,
+  options: ConnectionOptions
 ): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
   Effect.gen(function*() {
     const address = options.address
@@ -930,16 +1083,9 @@ export const start = (
     const fail = (stage: ConnectionError["stage"], detail: string) => new ConnectionError({ address, stage, detail })
 
     // --- greeting ---
-    const hello = new FrameEncoder()
-    hello.write(Frame.hello(options.capabilities))
-    const helloBytes = hello.flush()!
-    const ourGreeting = Greeting.encode(options.localId)
-    // Greeting and HELLO go in one write (the original takes exactly 36 bytes, then frames).
-    const greetingAndHello = new Uint8Array(ourGreeting.length + helloBytes.length)
-    greetingAndHello.set(ourGreeting, 0)
-    greetingAndHello.set(helloBytes, ourGreeting.length)
+    const ours = greetingAndHello(options)
     if (options.role === "connector") {
-      yield* writer.write(greetingAndHello).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+      yield* writer.write(ours).pipe(Effect.mapError((e) => fail("greeting", e.message)))
     }
     const greetingReader = new Greeting.GreetingReader()
     const readGreeting = Effect.gen(function*() {
@@ -962,10 +1108,7 @@ export const start = (
         duration: options.greetingTimeout,
         orElse: () =>
           Effect.fail(
-            ProtocolError.fromReason(
-              "GreetingTimeout",
-              `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
-            )
+            ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(options))
           )
       }),
       Effect.mapError((e) =>
@@ -975,7 +1118,7 @@ export const start = (
       )
     )
     if (options.role === "binder") {
-      yield* writer.write(greetingAndHello).pipe(Effect.mapError((e) => fail("greeting", e.message)))
+      yield* writer.write(ours).pipe(Effect.mapError((e) => fail("greeting", e.message)))
     }
 
     const connection = new Connection(options, greeted.id)
@@ -1030,14 +1173,10 @@ export const start = (
         yield* writer.write(new Socket.CloseEvent(1000)).pipe(Effect.ignore)
       })
     )
-    const raw = RawSocket.get(socket)
-    if (raw !== undefined) connection.writeDirectly(raw)
-    else {
-      yield* Effect.forkIn(
-        connection.writeLoop(writer).pipe(Effect.catch((error) => Effect.sync(() => connection.lose(error)))),
-        scope
-      )
-    }
+    yield* Effect.forkIn(
+      connection.writeLoop(writer).pipe(Effect.catch((error) => Effect.sync(() => connection.lose(error)))),
+      scope
+    )
     yield* Effect.forkIn(
       Effect.flatMap(readLoop, (error) => Effect.sync(() => connection.lose(error))),
       scope

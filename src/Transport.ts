@@ -12,7 +12,7 @@
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -68,47 +68,64 @@ export const dial = (address: Address.Address, openTimeout: Duration.Input): Eff
   )
 
 /**
- * `NodeSocket.makeNet`, keeping hold of the `net.Socket` it opens (registered for the frame
- * encoder's buffer reuse, see `internal/rawSocket.ts`).
+ * `NodeSocket.makeNet`, registered with a direct opener of the same connection: a `Connection`
+ * started on the socket opens the `net.Socket` itself and reads and writes it without the
+ * `effect/socket` reader and writer (see `internal/rawSocket.ts`); other users of the returned
+ * Socket get the usual `effect/socket` behaviour.
  */
-const makeNet = (options: Net.NetConnectOpts, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> => {
-  let current: Net.Socket | undefined
-  const open = Effect.contextWith((context: Context.Context<Scope.Scope>) => {
-    let conn: Net.Socket | undefined
-    let isOpen = false
-    return Effect.flatMap(
-      Scope.addFinalizer(
-        Context.get(context, Scope.Scope),
-        Effect.sync(() => {
-          current = undefined
-          if (conn === undefined || conn.closed !== false) return
-          if (isOpen) conn.destroySoon()
-          else conn.destroy()
-        })
-      ),
-      () =>
-        Effect.callback<Net.Socket, Socket.SocketError>((resume) => {
-          conn = Net.createConnection(options)
-          conn.once("connect", () => {
-            isOpen = true
-            current = conn
-            resume(Effect.succeed(conn!))
-          })
-          conn.on("error", (cause: Error) => {
-            resume(
-              Effect.fail(
-                new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
-              )
-            )
-          })
-        })
-    )
-  })
-  return Effect.map(NodeSocket.fromDuplex(open, { openTimeout }), (socket) => {
-    RawSocket.register(socket, () => current)
+const makeNet = (options: Net.NetConnectOpts, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> =>
+  Effect.map(NodeSocket.makeNet({ ...options, openTimeout }), (socket) => {
+    RawSocket.register(socket, openNet(options, Duration.toMillis(Duration.fromInputUnsafe(openTimeout))))
     return socket
   })
-}
+
+/** Opens a `net.Socket` (destroyed when the scope closes), failing after `timeoutMillis`. */
+const openNet = (options: Net.NetConnectOpts, timeoutMillis: number): RawSocket.Opener =>
+  Effect.suspend(() => {
+    let opened: Net.Socket | undefined
+    const close = Effect.addFinalizer(() => Effect.sync(() => opened?.destroy()))
+    return Effect.andThen(close, open(options, timeoutMillis, (conn) => opened = conn))
+  })
+
+const open = (options: Net.NetConnectOpts, timeoutMillis: number, onOpen: (conn: Net.Socket) => void) =>
+  Effect.callback<Net.Socket, Socket.SocketError>((resume) => {
+    const conn = Net.createConnection(options)
+    let settled = false
+    const settle = (effect: Effect.Effect<Net.Socket, Socket.SocketError>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      conn.off("connect", onConnect)
+      // the error listener stays (a no-op from now on): an 'error' before the connection's own
+      // listeners are attached must not become an uncaught exception
+      resume(effect)
+    }
+    const onConnect = () => {
+      // from here the connection's own listeners see errors; the scope destroys the socket
+      onOpen(conn)
+      settle(Effect.succeed(conn))
+    }
+    const onError = (cause: Error) => {
+      conn.destroy()
+      settle(Effect.fail(new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })))
+    }
+    const timer = setTimeout(() => {
+      conn.destroy()
+      settle(
+        Effect.fail(
+          new Socket.SocketError({
+            reason: new Socket.SocketOpenError({ kind: "Timeout", cause: new Error("Connection timed out") })
+          })
+        )
+      )
+    }, timeoutMillis)
+    conn.once("connect", onConnect)
+    conn.on("error", onError)
+    return Effect.sync(() => {
+      conn.destroy()
+      settle(Effect.interrupt)
+    })
+  })
 
 /** Connects to a Unix path to learn whether something is listening there. */
 const probeUnix = (path: string): Effect.Effect<boolean> =>
@@ -182,7 +199,7 @@ export const listen = <R>(
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
         if (Option.isSome(raw)) {
           const conn = raw.value
-          RawSocket.register(socket, () => conn)
+          RawSocket.register(socket, Effect.succeed(conn))
           if (address._tag === "Tcp") {
             conn.setNoDelay(true)
             conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING

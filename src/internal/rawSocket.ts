@@ -1,25 +1,25 @@
 /**
- * The Node socket behind an `effect/socket` Socket, when Duplex's own transport made it: the
- * connection then writes its frames to it directly (no writer fiber) and reuses the encoder's
- * memory once the socket holds none of it (`FrameEncoder.recycle`). Sockets from elsewhere are
- * not registered and go through the `effect/socket` writer.
+ * How Duplex's own transport hands a Node socket to the connection: an `effect/socket` Socket it
+ * made is registered with an effect that opens (dial) or returns (accept) the `net.Socket`, so
+ * the connection reads and writes it directly (see `Connection.start`). Sockets made elsewhere
+ * are not registered and run through the `effect/socket` reader and writer.
  *
  * @internal
  */
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type * as Socket from "effect/socket/Socket"
 import type * as Net from "node:net"
 
-const registry = new WeakMap<Socket.Socket, () => Net.Socket | undefined>()
+/** Opens the socket (closed when the scope closes), or fails like `effect/socket` would. */
+export type Opener = Effect.Effect<Net.Socket, Socket.SocketError, Scope.Scope>
+
+const registry = new WeakMap<Socket.Socket, Opener>()
 
 /** @internal */
-export const register = (socket: Socket.Socket, raw: () => Net.Socket | undefined): void => {
-  registry.set(socket, raw)
+export const register = (socket: Socket.Socket, open: Opener): void => {
+  registry.set(socket, open)
 }
 
-/**
- * The open Node socket of `socket`, if Duplex's transport made it (dialled sockets have one once
- * their reader is acquired).
- *
- * @internal
- */
-export const get = (socket: Socket.Socket): Net.Socket | undefined => registry.get(socket)?.()
+/** @internal */
+export const opener = (socket: Socket.Socket): Opener | undefined => registry.get(socket)
