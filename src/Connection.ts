@@ -864,34 +864,44 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array =>
 /**
  * Probes an idle connection: after `interval` without receiving anything, sends a PING (when both
  * sides announced `ping`); if nothing at all arrives within `timeout` after that, the connection
- * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive.
+ * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive. A plain
+ * timer per connection (no fiber), stopped when the scope closes.
  */
-const keepaliveLoop = (
+const keepalive = (
   connection: Connection,
   keepalive: { readonly interval: Duration.Input; readonly timeout: Duration.Input },
   fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
-): Effect.Effect<void> => {
+): Effect.Effect<void, never, Scope.Scope> => {
   const interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
   const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
-  return Effect.gen(function*() {
-    while (connection.isOpen) {
-      const idle = Date.now() - connection.lastReceived
-      if (idle < interval) {
-        yield* Effect.sleep(interval - idle)
-        continue
+  return Effect.acquireRelease(
+    Effect.sync(() => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let pingSentAt = 0
+      const schedule = (ms: number) => {
+        timer = setTimeout(tick, ms)
+        timer.unref?.()
       }
-      if (!connection.supports("ping")) {
-        yield* Effect.sleep(interval)
-        continue
+      const tick = () => {
+        if (!connection.isOpen) return
+        if (pingSentAt > 0) {
+          if (connection.lastReceived < pingSentAt) {
+            return connection.lose(fail("closed", `no answer to a ping within ${timeout} ms`))
+          }
+          pingSentAt = 0
+        }
+        const idle = Date.now() - connection.lastReceived
+        if (idle < interval) return schedule(interval - idle)
+        if (!connection.supports("ping")) return schedule(interval)
+        pingSentAt = Date.now()
+        connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
+        schedule(timeout)
       }
-      const sentAt = Date.now()
-      connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
-      yield* Effect.sleep(timeout)
-      if (connection.lastReceived < sentAt && connection.isOpen) {
-        connection.lose(fail("closed", `no answer to a ping within ${timeout} ms`))
-      }
-    }
-  })
+      schedule(interval)
+      return () => clearTimeout(timer)
+    }),
+    (stop) => Effect.sync(stop)
+  ).pipe(Effect.asVoid)
 }
 
 /**
@@ -1064,7 +1074,7 @@ const startDirect = (
       })
     )
     if (options.keepalive !== undefined) {
-      yield* Effect.forkScoped(keepaliveLoop(connection, options.keepalive, fail))
+      yield* keepalive(connection, options.keepalive, fail)
     }
     return connection
   })
@@ -1182,7 +1192,7 @@ const startOnSocket = (
       scope
     )
     if (options.keepalive !== undefined) {
-      yield* Effect.forkIn(keepaliveLoop(connection, options.keepalive, fail), scope)
+      yield* Scope.provide(keepalive(connection, options.keepalive, fail), scope)
     }
     return connection
   })

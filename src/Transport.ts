@@ -127,6 +127,9 @@ const open = (options: Net.NetConnectOpts, timeoutMillis: number, onOpen: (conn:
     })
   })
 
+/** Pending connections a listener queues (the kernel caps it at `net.core.somaxconn`). */
+const LISTEN_BACKLOG = 4096
+
 /** Connects to a Unix path to learn whether something is listening there. */
 const probeUnix = (path: string): Effect.Effect<boolean> =>
   Effect.callback<boolean>((resume) => {
@@ -181,7 +184,11 @@ export const listen = <R>(
     const text = Address.format(address)
     if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
     const server = yield* NodeSocketServer.make(
-      address._tag === "Tcp" ? { host: address.host, port: address.port } : { path: address.path }
+      // a large accept backlog: a burst of connecting peers (thousands at a service's start) must
+      // not overflow Node's default of 511, which drops SYNs into a one-second retransmit
+      address._tag === "Tcp"
+        ? { host: address.host, port: address.port, backlog: LISTEN_BACKLOG }
+        : { path: address.path, backlog: LISTEN_BACKLOG }
     ).pipe(Effect.mapError((e) => new BindError({ address: text, detail: e.message })))
     if (address._tag === "Unix") {
       // Only once the listen succeeded: the file is ours to remove.

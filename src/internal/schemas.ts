@@ -93,8 +93,20 @@ const side = (schema: Schema.Top) => {
   return { decode, encode: encodeWith(false), encodeShared: encodeWith(true) }
 }
 
+/** Compiled parsers per procedure: every client and server of the same group shares them. */
+const compiled = new WeakMap<Rpc.Any, Compiled>()
+
 /** @internal */
 export const compile = (rpc: Rpc.Any): Compiled => {
+  let out = compiled.get(rpc)
+  if (out === undefined) {
+    out = compileNew(rpc)
+    compiled.set(rpc, out)
+  }
+  return out
+}
+
+const compileNew = (rpc: Rpc.Any): Compiled => {
   const payload = side(rpc.payloadSchema)
   const success = side(rpc.successSchema)
   const error = side(rpc.errorSchema)
