@@ -53,6 +53,13 @@ export interface Codec {
    * it where the bytes are copied into a frame at once (saves one copy per message).
    */
   readonly encodeShared?: ((value: unknown) => Uint8Array) | undefined
+  /**
+   * Optional: encodes `value` into `target` from `pos`, never at or past `end`; returns where it
+   * stopped, or -1 when it did not fit in that room (it may say so a few bytes early; Duplex then
+   * calls it again with more). Duplex uses it to write stream items straight into the frame being
+   * built, without an intermediate buffer.
+   */
+  readonly encodeInto?: ((value: unknown, target: Uint8Array, pos: number, end: number) => number) | undefined
 }
 
 const msgpackEncoder = new MsgpackEncoder()
@@ -77,7 +84,8 @@ export const msgpack: Codec = {
   representation: "binary",
   encode: (value) => msgpackEncoder.encode(value),
   decode: msgpackDecode,
-  encodeShared: (value) => msgpackEncoder.encodeShared(value)
+  encodeShared: (value) => msgpackEncoder.encodeShared(value),
+  encodeInto: (value, target, pos, end) => msgpackEncoder.encodeInto(value, target, pos, end)
 }
 
 const textEncoder = new TextEncoder()

@@ -199,6 +199,28 @@ export class Connection {
     if (this.lostWith !== undefined) return
     this.encoder.write(frame)
     this.stats.framesOut++
+    this.scheduleFlush()
+  }
+
+  /**
+   * Queues a DATA frame whose payload `fill` encodes in place (see
+   * `FrameEncoder.writeDataWith`); returns the payload's length (0 when the connection is gone).
+   */
+  pushDataWith<A>(
+    channel: number,
+    headers: Headers.Headers,
+    last: boolean,
+    value: A,
+    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
+  ): number {
+    if (this.lostWith !== undefined) return 0
+    const n = this.encoder.writeDataWith(channel, headers, last, value, fill)
+    this.stats.framesOut++
+    this.scheduleFlush()
+    return n
+  }
+
+  private scheduleFlush(): void {
     if (this.direct !== undefined) {
       if (this.encoder.pending >= EARLY_FLUSH_BYTES) this.flushDirect()
       else if (!this.wakeScheduled) {
@@ -742,6 +764,25 @@ export class ChannelImpl implements Channel.Channel {
     }
     this.pushUnsafe(frame, ends)
     return this.connection.congested ? this.connection.writable : Effect.void
+  }
+
+  /**
+   * Queues a DATA frame whose payload is encoded in place by `fill` (see
+   * `Connection.pushDataWith`); returns the payload's length, or -1 when the half is already
+   * closed. Used by the RPC layer on its hot path.
+   */
+  pushDataWith<A>(
+    headers: Headers.Headers,
+    last: boolean,
+    value: A,
+    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
+  ): number {
+    if (this.failure !== undefined || this.localEnded) return -1
+    const n = this.connection.pushDataWith(this.id, headers, last, value, fill)
+    if (last) this.localEnded = true
+    if (this.flow) this.sendCredit -= n
+    if (last) this.settle()
+    return n
   }
 
   /**

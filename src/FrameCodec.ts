@@ -115,6 +115,86 @@ export class FrameEncoder {
   }
 
   /**
+   * Appends a DATA frame whose payload `fill` writes straight into the encoder's memory (no
+   * intermediate buffer): `fill(value, buf, pos, end)` writes `value` from `pos`, never at or past
+   * `end`, and returns where it stopped, or -1 when it needs more room (it is then called again
+   * with more). Returns the payload's length. Throws what `fill` throws, with nothing appended.
+   *
+   * **Example** (A payload written in place)
+   * ```ts
+   * import * as Headers from "duplex/Headers"
+   * import { FrameEncoder } from "duplex/FrameCodec"
+   * const encoder = new FrameEncoder()
+   * encoder.writeDataWith(0, Headers.empty, true, null, (_value, buf, pos) => {
+   *   buf[pos] = 0xc0 // msgpack nil
+   *   return pos + 1
+   * })
+   * ```
+   */
+  writeDataWith<A>(
+    channel: number,
+    headers: Headers.Headers,
+    last: boolean,
+    value: A,
+    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
+  ): number {
+    const keys = headers === emptyHeaders ? noKeys : Object.keys(headers)
+    let size = 24
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!
+      size += 10 + (k.length + headers[k]!.length) * 3
+    }
+    let room = 256
+    for (;;) {
+      this.ensure(size + room)
+      const frameStart = this.pos
+      const buf = this.buf
+      buf[this.pos++] = 0x97
+      buf[this.pos++] = 1 // FrameType.Data
+      this.int(channel)
+      buf[this.pos++] = 0xa0
+      this.map(headers, keys)
+      buf[this.pos++] = 0xa0
+      buf[this.pos++] = last ? 0xc3 : 0xc2
+      // the payload goes after room for a 3-byte raw header, then moves if its header differs
+      const headerAt = this.pos
+      const start = headerAt + 3
+      let end: number
+      try {
+        end = fill(value, buf, start, buf.length)
+      } catch (e) {
+        this.pos = frameStart
+        throw e
+      }
+      if (end < 0 || end + 2 > buf.length) {
+        this.pos = frameStart
+        room = Math.max(room * 4, buf.length - frameStart)
+        continue
+      }
+      const n = end - start
+      if (n < 32) {
+        buf.copyWithin(headerAt + 1, start, end)
+        buf[headerAt] = 0xa0 | n
+        this.pos = headerAt + 1 + n
+      } else if (n < 0x10000) {
+        buf[headerAt] = 0xda
+        buf[headerAt + 1] = n >>> 8
+        buf[headerAt + 2] = n & 0xff
+        this.pos = end
+      } else {
+        buf.copyWithin(headerAt + 5, start, end)
+        buf[headerAt] = 0xdb
+        buf[headerAt + 1] = n >>> 24
+        buf[headerAt + 2] = (n >>> 16) & 0xff
+        buf[headerAt + 3] = (n >>> 8) & 0xff
+        buf[headerAt + 4] = n & 0xff
+        this.pos = headerAt + 5 + n
+      }
+      return n
+    }
+  }
+
+  /**
    * Returns the bytes written since the last flush, or `undefined` when there are none. The
    * bytes stay valid until `recycle` is called.
    */

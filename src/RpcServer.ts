@@ -255,11 +255,25 @@ const streamOut = (
   stream: Stream.Stream<unknown, unknown, unknown>
 ): Effect.Effect<void, unknown> => {
   const channel = call.channel
+  const encodeInto = codec.encodeInto
   // Whole chunks at a time: encode and queue items synchronously; wait only when the channel's
   // flow-control window is closed or the connection is above its write high-water mark.
   const sendFrom = (values: ReadonlyArray<unknown>, start: number): Effect.Effect<void> => {
     for (let i = start; i < values.length; i++) {
       if (channel.blocked) return Effect.flatMap(channel.awaitCredit, () => sendFrom(values, i))
+      if (encodeInto !== undefined) {
+        // Schema here, then the codec writes straight into the frame being built
+        const encoded = schemas.encodeSuccessValue(codec, values[i])
+        if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))
+        let sent: number
+        try {
+          sent = channel.pushDataWith(call.takeHeaders(), false, encoded.value, encodeInto)
+        } catch (e) {
+          return Effect.die(new Error(`failed to encode an item: ${e instanceof Error ? e.message : String(e)}`))
+        }
+        if (sent < 0) return Effect.interrupt
+        continue
+      }
       // shared buffer: the frame is copied into the connection's slab by pushUnsafe right below
       const encoded = schemas.encodeSuccessShared(codec, values[i])
       if (encoded._tag === "Left") return Effect.die(new Error(`failed to encode an item: ${encoded.error}`))

@@ -1174,3 +1174,54 @@ describe("FrameEncoder memory reuse (recycle)", () => {
     assert.strictEqual(decodeOne(first).channel, 1)
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+describe("FrameEncoder.writeDataWith (payload encoded in place)", () => {
+  const fillBytes = (payload: Uint8Array, buf: Uint8Array, pos: number, end: number): number => {
+    if (pos + payload.length > end) return -1
+    buf.set(payload, pos)
+    return pos + payload.length
+  }
+
+  it("writes the same bytes as write(Frame.make(...)) for every payload size and header set", () => {
+    const rng = makeRng(11)
+    for (const size of [0, 1, 29, 31, 32, 33, 255, 256, 2000, 65_535, 65_536, 70_000]) {
+      for (const headers of [Headers.empty, Headers.make({ a: "1", "duplex-codec": "json", long: "x".repeat(300) })]) {
+        for (const last of [false, true]) {
+          const payload = rng.bytes(size)
+          const expected = new FrameEncoder()
+          expected.write(Frame.make(1, 12345, "", headers, "", last, payload))
+          const actual = new FrameEncoder()
+          // something queued first, so the frame starts mid-slab
+          actual.write(Frame.data(3, rng.bytes(rng.int(3000)), false))
+          const before = actual.flush()!.length
+          const n = actual.writeDataWith(12345, headers, last, payload, fillBytes)
+          assert.strictEqual(n, size)
+          assert.strictEqual(toHex(actual.flush()!), toHex(expected.flush()!), `size ${size}, last ${last}`)
+          assert.isAbove(before, -1)
+        }
+      }
+    }
+  })
+
+  it("asks for more room until the payload fits, and leaves nothing behind when fill throws", () => {
+    const encoder = new FrameEncoder()
+    const big = new Uint8Array(200_000).fill(9)
+    let calls = 0
+    encoder.writeDataWith(1, Headers.empty, false, big, (payload, buf, pos, end) => {
+      calls++
+      return fillBytes(payload, buf, pos, end)
+    })
+    assert.isAbove(calls, 1)
+    assert.throws(() =>
+      encoder.writeDataWith(2, Headers.empty, false, null, () => {
+        throw new Error("boom")
+      })
+    )
+    const frames = decodeFrames(encoder.flush()!)
+    assert.isTrue(Result.isSuccess(frames))
+    if (Result.isSuccess(frames)) {
+      assert.deepStrictEqual(frames.success.map((f) => [f.channel, f.payload?.length]), [[1, 200_000]])
+    }
+  })
+})

@@ -7,7 +7,7 @@
  * hang would show): strings with lone UTF-16 surrogates when encoding (ours writes U+FFFD as
  * `TextEncoder` does) and invalid UTF-8 inside strings when decoding (ours yields U+FFFD).
  */
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it } from "@effect/vitest"
 import { Decoder, Encoder, ExtData } from "@msgpack/msgpack"
 import * as Codec from "../src/Codec.ts"
 import { decode, MsgpackEncoder } from "../src/internal/msgpack.ts"
@@ -1213,5 +1213,39 @@ describe("former mismatches (regressions)", () => {
     const ours = encoder.encode(value)
     calls = 0
     expect(toHex(ours)).toBe(toHex(libEncode(value)))
+  })
+})
+
+describe("MsgpackEncoder.encodeInto", () => {
+  it("writes the library's bytes into the caller's buffer, or reports that they do not fit", () => {
+    const lib = new Encoder()
+    const ours = new MsgpackEncoder()
+    const values: ReadonlyArray<unknown> = [
+      null,
+      1,
+      -70000,
+      1.5,
+      "x".repeat(40),
+      "é".repeat(300),
+      { i: 123456 },
+      { id: 1, name: "abcdefghijklmnop", n: 42, tags: ["a", "b"], at: new Date(0) },
+      new Uint8Array(70_000).fill(3),
+      Array.from({ length: 100 }, (_, i) => ({ i }))
+    ]
+    for (const value of values) {
+      const expected = Buffer.from(lib.encode(value)).toString("hex")
+      const target = new Uint8Array(expected.length / 2 + 20)
+      const end = ours.encodeInto(value, target, 7, target.length)
+      assert.strictEqual(end, 7 + expected.length / 2)
+      assert.strictEqual(Buffer.from(target.subarray(7, end)).toString("hex"), expected)
+      // one byte short: -1, and the encoder still works afterwards
+      assert.strictEqual(ours.encodeInto(value, target, 7, 7 + expected.length / 2 - 1), -1)
+      assert.strictEqual(Buffer.from(ours.encode(value)).toString("hex"), expected)
+    }
+  })
+
+  it("throws the library's error for what the library rejects", () => {
+    const ours = new MsgpackEncoder()
+    assert.throws(() => ours.encodeInto({ f: Symbol("x") }, new Uint8Array(100), 0, 100))
   })
 })

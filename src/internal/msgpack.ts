@@ -21,7 +21,34 @@ const library = { encoder: new Encoder(), decoder: new Decoder() }
 /** Thrown inside the fast paths when a value needs the library; never escapes this module. */
 const FALLBACK: unique symbol = Symbol("msgpack.fallback")
 
+/** Thrown by `ensure` when `encodeInto`'s target is too small; never escapes this module. */
+const NO_ROOM: unique symbol = Symbol("msgpack.noRoom")
+
 const MAX_DEPTH = 100
+
+/** UTF-8 length of `s` as TextEncoder writes it (a lone surrogate becomes U+FFFD, 3 bytes). */
+const utf8Length = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4
+        i++
+      } else n += 3
+    } else n += 3
+  }
+  return n
+}
+
+const copyInto = (bytes: Uint8Array, target: Uint8Array, pos: number, end: number): number => {
+  if (pos + bytes.length > end) return -1
+  target.set(bytes, pos)
+  return pos + bytes.length
+}
 const ObjectProto = Object.prototype
 const arrayIterator = Array.prototype[Symbol.iterator]
 
@@ -43,8 +70,8 @@ const TEXT_DECODER_THRESHOLD = 200
  * @internal
  */
 export class MsgpackEncoder {
-  private buf = new Uint8Array(2048)
-  private view = new DataView(this.buf.buffer)
+  private buf: Uint8Array = new Uint8Array(2048)
+  private view: DataView = new DataView(this.buf.buffer)
   private pos = 0
 
   encode(value: unknown): Uint8Array {
@@ -70,8 +97,48 @@ export class MsgpackEncoder {
     return this.buf.subarray(0, this.pos)
   }
 
+  /** Set while `encodeInto` writes into a caller's buffer: growing is not possible there. */
+  private limit = -1
+  private targetView: { buf: Uint8Array; view: DataView } | undefined = undefined
+
+  /**
+   * Encodes `value` into `target` from `pos`, never at or past `end`: returns where it stopped,
+   * or -1 when the value did not fit (possibly a few bytes early: room is checked per value
+   * for its largest form). Values the library encodes are copied in.
+   */
+  encodeInto(value: unknown, target: Uint8Array, pos: number, end: number): number {
+    if (this.entered) return copyInto(new MsgpackEncoder().encodeShared(value), target, pos, end)
+    const ownBuf = this.buf
+    const ownView = this.view
+    let cached = this.targetView
+    if (cached === undefined || cached.buf !== target) {
+      cached = { buf: target, view: new DataView(target.buffer, target.byteOffset, target.byteLength) }
+      this.targetView = cached
+    }
+    this.entered = true
+    this.buf = target
+    this.view = cached.view
+    this.pos = pos
+    this.limit = end
+    try {
+      this.value(value, 1)
+      return this.pos
+    } catch (e) {
+      if (e === NO_ROOM) return -1
+      if (e !== FALLBACK) throw e
+    } finally {
+      this.buf = ownBuf
+      this.view = ownView
+      this.limit = -1
+      this.entered = false
+    }
+    // too deep, or a symbol or function: the library's own answer (its error, as a rule)
+    return copyInto(library.encoder.encodeSharedRef(value), target, pos, end)
+  }
+
   private ensure(size: number): void {
-    if (this.pos + size <= this.buf.length) return
+    if (this.pos + size <= this.buf.length && (this.limit < 0 || this.pos + size <= this.limit)) return
+    if (this.limit >= 0) throw NO_ROOM
     const next = new Uint8Array(Math.max(this.buf.length * 2, (this.pos + size) * 2))
     next.set(this.buf.subarray(0, this.pos))
     this.buf = next
@@ -197,9 +264,11 @@ export class MsgpackEncoder {
         return
       }
     }
-    // at most 3 bytes per UTF-16 unit; the header is written once the length is known
-    this.ensure(5 + n * 3)
-    const headerSize = n * 3 < 32 ? 1 : n * 3 < 0x100 ? 2 : n * 3 < 0x10000 ? 3 : 5
+    // at most 3 bytes per UTF-16 unit; the header is written once the length is known (in a
+    // caller's buffer with less room than that, the exact length decides)
+    const bound = this.limit >= 0 && this.pos + 5 + n * 3 > this.limit ? utf8Length(s) : n * 3
+    this.ensure(5 + bound)
+    const headerSize = bound < 32 ? 1 : bound < 0x100 ? 2 : bound < 0x10000 ? 3 : 5
     const start = this.pos + headerSize
     const { written } = textEncoder.encodeInto(s, this.buf.subarray(start))
     const size = written

@@ -53,6 +53,8 @@ export interface Compiled {
   readonly encodeSuccess: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   /** Like `encodeSuccess`, into the codec's reused buffer: copy it (push the frame) at once. */
   readonly encodeSuccessShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
+  /** Schema encoding of a success value only (for codecs with `encodeInto`). */
+  readonly encodeSuccessValue: (codec: Codec.Codec, value: unknown) => Either<unknown>
   /** Like `encodePayload`, into the codec's reused buffer: copy it (push the frame) at once. */
   readonly encodePayloadShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   readonly decodeError: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
@@ -80,6 +82,11 @@ const side = (schema: Schema.Top) => {
     const exit = get(codec).decode(raw)
     return Exit.isSuccess(exit) ? right(exit.value) : left(firstError(exit))
   }
+  /** Schema work only: the value in the codec's representation, for `Codec.encodeInto`. */
+  const encodeValue = (codec: Codec.Codec, value: unknown): Either<unknown> => {
+    const exit = get(codec).encode(value)
+    return Exit.isSuccess(exit) ? right(exit.value) : left(firstError(exit))
+  }
   const encodeWith = (shared: boolean) => (codec: Codec.Codec, value: unknown): Either<Uint8Array> => {
     const exit = get(codec).encode(value)
     if (Exit.isFailure(exit)) return left(firstError(exit))
@@ -90,7 +97,7 @@ const side = (schema: Schema.Top) => {
       return left(`cannot encode with ${codec.name}: ${e instanceof Error ? e.message : String(e)}`)
     }
   }
-  return { decode, encode: encodeWith(false), encodeShared: encodeWith(true) }
+  return { decode, encode: encodeWith(false), encodeShared: encodeWith(true), encodeValue }
 }
 
 /** Compiled parsers per procedure: every client and server of the same group shares them. */
@@ -117,6 +124,7 @@ const compileNew = (rpc: Rpc.Any): Compiled => {
     decodeSuccess: success.decode,
     encodeSuccess: success.encode,
     encodeSuccessShared: success.encodeShared,
+    encodeSuccessValue: success.encodeValue,
     decodeError: error.decode,
     encodeError: error.encode
   }
