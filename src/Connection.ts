@@ -991,27 +991,71 @@ const greetingAndHello = (options: ConnectionOptions): Uint8Array => {
 const greetingTimeoutText = (options: ConnectionOptions): string =>
   `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
 
+/** Scratch buffers of a connection reading with `onread`, by the size of what is expected next. */
+const SCRATCH_BYTES = 64 * 1024
+const SCRATCH_AFTER_LARGE_BYTES = 2 * 1024
+
+/**
+ * Reads with `onread`: into the frame being assembled when there is one (the kernel copies
+ * straight into it), else into a scratch buffer whose bytes are copied out for the decoder.
+ * After a large frame the scratch is small, so the next large frame's head costs a small copy
+ * and the rest of it is read in place.
+ */
+const readInPlace = (
+  setReader: (sink: RawSocket.ReadSink) => void,
+  decoder: FrameDecoder,
+  onChunk: (chunk: Uint8Array) => void,
+  onFilled: (n: number) => void
+): void => {
+  const scratch = new Uint8Array(SCRATCH_BYTES)
+  const small = scratch.subarray(0, SCRATCH_AFTER_LARGE_BYTES)
+  let afterLarge = false
+  let target: Uint8Array | undefined
+  setReader({
+    target: () => {
+      target = decoder.readTarget()
+      return target ?? (afterLarge ? small : scratch)
+    },
+    read: (n, buffer) => {
+      if (target !== undefined && buffer === target) {
+        target = undefined
+        afterLarge = true
+        return onFilled(n)
+      }
+      // copied out: the scratch is read into again (small copies come from Node's buffer pool)
+      onChunk(Buffer.from(buffer.subarray(0, n)))
+      afterLarge = decoder.readTarget() !== undefined
+    }
+  })
+}
+
 /**
  * The connection on a Node socket of Duplex's own transport: the greeting, then every chunk is
  * decoded and dispatched in the socket's `data` event, and frames are written with
  * `socket.write` (see `Connection.writeDirectly`). No fiber per connection besides keepalive.
  */
 const startDirect = (
-  open: Effect.Effect<Net.Socket, Socket.SocketError, Scope.Scope>,
+  open: RawSocket.Opener,
   options: ConnectionOptions
 ): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
   Effect.gen(function*() {
     const address = options.address
     const fail = (stage: ConnectionError["stage"], detail: string) => new ConnectionError({ address, stage, detail })
-    const conn = yield* open.pipe(Effect.mapError((e) => fail("dial", e.message)))
+    const opened = yield* open.pipe(Effect.mapError((e) => fail("dial", e.message)))
+    const conn = opened.socket
     // whatever happens next (a failed greeting included), closing the scope closes the socket
     yield* Effect.addFinalizer(() => Effect.sync(() => conn.destroy()))
     const ours = greetingAndHello(options)
+    const decoder = new FrameDecoder(options.limits)
 
-    // One `data` listener for the connection's life: the greeting first, then frames. Chunks that
-    // arrive between the two are kept in order.
+    // One reader for the connection's life: the greeting first, then frames. Chunks that arrive
+    // between the two are kept in order.
     let onChunk: (chunk: Uint8Array) => void = () => {}
+    let onFilled: (n: number) => void = () => {}
     const onData = (chunk: Uint8Array) => onChunk(chunk)
+    if (opened.setReader !== undefined) {
+      readInPlace(opened.setReader, decoder, (chunk) => onChunk(chunk), (n) => onFilled(n))
+    }
     let onEnd: (error: Error | undefined) => void = () => {}
     const onEndEvent = () => onEnd(undefined)
     const onError = (error: Error) => onEnd(error)
@@ -1071,15 +1115,20 @@ const startDirect = (
     if (options.role === "binder") conn.write(ours)
 
     const connection = new Connection(options, greeted.id)
-    const decoder = new FrameDecoder(options.limits)
+    const failed = (error: ProtocolError | undefined): void => {
+      if (error === undefined) return
+      connection.lose(fail("protocol", error.message))
+      conn.destroy()
+    }
     const feed = (chunk: Uint8Array): void => {
       if (connection.lostWith !== undefined) return
       connection.lastReceived = Date.now()
-      const error = decoder.feed(chunk, connection.dispatch)
-      if (error !== undefined) {
-        connection.lose(fail("protocol", error.message))
-        conn.destroy()
-      }
+      failed(decoder.feed(chunk, connection.dispatch))
+    }
+    onFilled = (n) => {
+      if (connection.lostWith !== undefined) return
+      connection.lastReceived = Date.now()
+      failed(decoder.filled(n, connection.dispatch))
     }
     onEnd = (error) => {
       if (error !== undefined) return connection.lose(fail("read", error.message))

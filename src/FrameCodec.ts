@@ -28,6 +28,8 @@ import { defaultLimits, type Limits } from "./Protocol.ts"
 /** Slabs start small (an idle connection costs little) and double up to this as traffic flows. */
 const SLAB_SIZE = 64 * 1024
 const FIRST_SLAB = 2 * 1024
+/** Frames from this size on are assembled in place when the reader supports it. */
+const ASSEMBLE_MIN_BYTES = 16 * 1024
 /** Recycled slabs an encoder keeps for reuse (see `FrameEncoder.recycle`). */
 const POOL_SLABS = 2
 const textEncoder = new TextEncoder()
@@ -451,6 +453,13 @@ export class FrameDecoder {
   readonly limits: Limits
   private chunks: Array<Uint8Array> = []
   private buffered = 0
+  /**
+   * Set by a reader that can read straight into `readTarget()`: a large frame whose end is known
+   * is then assembled in one buffer of its exact size, which the socket fills directly.
+   */
+  assembleLarge = false
+  private assembly: Uint8Array | undefined = undefined
+  private assembledBytes = 0
   private readonly scanner = new FrameScanner()
   private failure: ProtocolError | undefined = undefined
   // parse state
@@ -468,7 +477,7 @@ export class FrameDecoder {
 
   /** Bytes held back because they start a frame that is not complete yet. */
   get pendingBytes(): number {
-    return this.buffered
+    return this.buffered + this.assembledBytes
   }
 
   /** The error this decoder failed with, if any. */
@@ -483,6 +492,67 @@ export class FrameDecoder {
   feed(chunk: Uint8Array, onFrame: (frame: Frame) => void): ProtocolError | undefined {
     if (this.failure !== undefined) return this.failure
     if (chunk.length === 0) return undefined
+    const assembly = this.assembly
+    if (assembly !== undefined) {
+      const k = Math.min(assembly.length - this.assembledBytes, chunk.length)
+      assembly.set(chunk.subarray(0, k), this.assembledBytes)
+      const error = this.filled(k, onFrame)
+      if (error !== undefined || k === chunk.length) return error
+      chunk = chunk.subarray(k)
+    }
+    const error = this.feedChunk(chunk, onFrame)
+    if (error === undefined && this.assembleLarge && this.buffered > 0) this.startAssembly()
+    return error
+  }
+
+  /**
+   * Where the next bytes of the frame being assembled should be read to (see `assembleLarge`),
+   * or `undefined` when no frame is being assembled.
+   */
+  readTarget(): Uint8Array | undefined {
+    return this.assembly?.subarray(this.assembledBytes)
+  }
+
+  /** `n` bytes were read into `readTarget()`; delivers the frame once it is complete. */
+  filled(n: number, onFrame: (frame: Frame) => void): ProtocolError | undefined {
+    const assembly = this.assembly
+    if (assembly === undefined) return this.failure
+    this.assembledBytes += n
+    if (this.assembledBytes < assembly.length) return undefined
+    this.assembly = undefined
+    this.assembledBytes = 0
+    try {
+      const consumed = this.one(assembly)
+      if (consumed !== assembly.length) this.raise("MalformedFrame", "frame boundary mismatch")
+      const frame = this.current!
+      this.current = undefined
+      onFrame(frame)
+      return undefined
+    } catch (e) {
+      if (e === this.invalid) return this.fail(this.invalid.reason, this.invalid.detail)
+      throw e
+    }
+  }
+
+  /** The pending frame's end is known and it is large: gather it in one buffer from now on. */
+  private startAssembly(): void {
+    const remaining = this.scanner.remaining()
+    if (remaining < 0) return
+    const total = this.buffered + remaining
+    if (total < ASSEMBLE_MIN_BYTES || total > this.limits.maxFrameBytes) return
+    const assembly = alloc(total)
+    let p = 0
+    for (const c of this.chunks) {
+      assembly.set(c, p)
+      p += c.length
+    }
+    this.assembly = assembly
+    this.assembledBytes = p
+    this.chunks = []
+    this.buffered = 0
+  }
+
+  private feedChunk(chunk: Uint8Array, onFrame: (frame: Frame) => void): ProtocolError | undefined {
     try {
       let data = chunk
       if (this.buffered > 0) {
@@ -579,6 +649,13 @@ export class FrameDecoder {
    */
   finish(): ProtocolError | undefined {
     if (this.failure !== undefined) return this.failure
+    if (this.assembly !== undefined) {
+      // back to the general path: the bytes so far, failed as any truncated frame
+      this.chunks = [this.assembly.subarray(0, this.assembledBytes)]
+      this.buffered = this.assembledBytes
+      this.assembly = undefined
+      this.assembledBytes = 0
+    }
     if (this.buffered > 0) {
       return this.failPending("TruncatedFrame", `input ended inside a frame (${this.buffered} bytes pending)`)
     }
@@ -983,6 +1060,17 @@ class FrameScanner {
     }
     this.scanned += n
     return this.scanned > this.maxBytes ? SCAN_TOO_LARGE : SCAN_MORE
+  }
+
+  /**
+   * Bytes still to come before the frame ends, when that is already known (the frame's last
+   * value is being skipped: its payload, as a rule); -1 otherwise.
+   */
+  remaining(): number {
+    if (this.done || this.gaveUp || this.skip === 0 || this.headerNeed > 0) return -1
+    const stack = this.stack
+    for (let i = 0; i < stack.length; i++) if (stack[i] !== 1) return -1
+    return this.skip
   }
 
   private finish(p: number): number {

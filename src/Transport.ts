@@ -84,7 +84,16 @@ const openNet = (options: Net.NetConnectOpts, timeoutMillis: number): RawSocket.
   Effect.suspend(() => {
     let opened: Net.Socket | undefined
     const close = Effect.addFinalizer(() => Effect.sync(() => opened?.destroy()))
-    return Effect.andThen(close, open(options, timeoutMillis, (conn) => opened = conn))
+    // reads go where the connection says (`onread`): large frames are read straight into their
+    // own buffer instead of Node's 64 KiB chunks
+    const reads = RawSocket.deferredReads()
+    return Effect.andThen(
+      close,
+      Effect.map(
+        open({ ...options, onread: reads.onread }, timeoutMillis, (conn) => opened = conn),
+        (socket): RawSocket.Opened => ({ socket, setReader: reads.setReader })
+      )
+    )
   })
 
 const open = (options: Net.NetConnectOpts, timeoutMillis: number, onOpen: (conn: Net.Socket) => void) =>
@@ -206,7 +215,7 @@ export const listen = <R>(
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
         if (Option.isSome(raw)) {
           const conn = raw.value
-          RawSocket.register(socket, Effect.succeed(conn))
+          RawSocket.register(socket, Effect.succeed({ socket: conn }))
           if (address._tag === "Tcp") {
             conn.setNoDelay(true)
             conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING

@@ -1225,3 +1225,70 @@ describe("FrameEncoder.writeDataWith (payload encoded in place)", () => {
     }
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+describe("FrameDecoder assembling large frames in place (assembleLarge)", () => {
+  /** A stream of frames, small and large (16 KiB+ payloads, some with headers), and their bytes. */
+  const workload = (rng: Rng) => {
+    const frames: Array<Frame.Frame> = []
+    for (let i = 0; i < 60; i++) {
+      const size = rng.chance(0.5) ? rng.range(16 * 1024, 150_000) : rng.int(2000)
+      const headers = rng.chance(0.3) ? Headers.make({ k: "v".repeat(rng.int(50)) }) : Headers.empty
+      frames.push(Frame.make(1, rng.int(1000), "", headers, "", rng.chance(0.1), rng.bytes(size)))
+      if (rng.chance(0.1)) frames.push(randomFrame(rng))
+    }
+    return { frames, bytes: concat(frames.map((f) => encodeFrame(f))) }
+  }
+
+  it("a reader that fills readTarget() directly gets the same frames, whatever the read sizes", () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const rng = makeRng(mixSeed(seed, 0xa55e))
+      const { bytes, frames } = workload(rng)
+      const decoder = new FrameDecoder()
+      decoder.assembleLarge = true
+      const got: Array<PlainFrame> = []
+      const onFrame = (f: Frame.Frame) => got.push(plain(f))
+      const scratch = new Uint8Array(rng.chance(0.5) ? 512 : 65_536)
+      let p = 0
+      let direct = 0
+      while (p < bytes.length) {
+        const target = decoder.readTarget()
+        const into = target ?? scratch
+        // the "kernel" delivers anything from 1 byte to the whole room
+        const n = Math.min(into.length, bytes.length - p, 1 + rng.int(into.length))
+        into.set(bytes.subarray(p, p + n))
+        p += n
+        const error = target !== undefined
+          ? (direct++, decoder.filled(n, onFrame))
+          : decoder.feed(scratch.slice(0, n), onFrame)
+        assert.isUndefined(error)
+      }
+      assert.isUndefined(decoder.finish())
+      assert.deepStrictEqual(got, frames.map(plain), `seed ${seed}`)
+      assert.isAbove(direct, 0, "some bytes went straight into assembled frames")
+    }
+  })
+
+  it("feed() alone (any chunking) gives the same frames with assembling on", () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const rng = makeRng(mixSeed(seed, 0xfeed))
+      const { bytes, frames } = workload(rng)
+      const decoder = new FrameDecoder()
+      decoder.assembleLarge = true
+      const got: Array<PlainFrame> = []
+      for (const chunk of randomChunks(rng, bytes)) assert.isUndefined(decoder.feed(chunk, (f) => got.push(plain(f))))
+      assert.isUndefined(decoder.finish())
+      assert.deepStrictEqual(got, frames.map(plain), `seed ${seed}`)
+    }
+  })
+
+  it("input ending inside an assembled frame is a TruncatedFrame", () => {
+    const big = encodeFrame(Frame.make(1, 5, "", Headers.empty, "", false, new Uint8Array(40_000)))
+    const decoder = new FrameDecoder()
+    decoder.assembleLarge = true
+    assert.isUndefined(decoder.feed(big.subarray(0, 1000), () => assert.fail("no frame yet")))
+    assert.isDefined(decoder.readTarget())
+    assert.isUndefined(decoder.feed(big.subarray(1000, 30_000), () => assert.fail("no frame yet")))
+    assert.strictEqual(decoder.finish()?.reason, "TruncatedFrame")
+  })
+})
