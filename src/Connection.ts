@@ -111,6 +111,8 @@ export interface Stats {
   droppedAfterEnd: number
   /** OPENs refused because the remote had `maxChannelsPerConnection` channels open. */
   refusedOpens: number
+  /** Large frames the socket read straight into their own buffer (dialled TCP/Unix connections). */
+  framesReadInPlace: number
 }
 
 const emptyPayload = new Uint8Array(0)
@@ -141,7 +143,8 @@ export class Connection {
     droppedUnknownType: 0,
     droppedDuplicateOpen: 0,
     droppedAfterEnd: 0,
-    refusedOpens: 0
+    refusedOpens: 0,
+    framesReadInPlace: 0
   }
   /** Capabilities from the remote's HELLO; `undefined` for an original peer (or before it arrived). */
   remoteCapabilities: Headers.Headers | undefined = undefined
@@ -1007,6 +1010,7 @@ const readInPlace = (
   onChunk: (chunk: Uint8Array) => void,
   onFilled: (n: number) => void
 ): void => {
+  decoder.assembleLarge = true
   const scratch = new Uint8Array(SCRATCH_BYTES)
   const small = scratch.subarray(0, SCRATCH_AFTER_LARGE_BYTES)
   let afterLarge = false
@@ -1129,6 +1133,7 @@ const startDirect = (
       if (connection.lostWith !== undefined) return
       connection.lastReceived = Date.now()
       failed(decoder.filled(n, connection.dispatch))
+      if (decoder.readTarget() === undefined) connection.stats.framesReadInPlace++
     }
     onEnd = (error) => {
       if (error !== undefined) return connection.lose(fail("read", error.message))

@@ -60,6 +60,9 @@ describe.each(transports)("bulk integrity over $name", (transport) => {
         assert.strictEqual(got.length, chunks)
         got.forEach((bytes, i) => assert.strictEqual(indexOf(bytes, size), i % 256, `size ${size}, chunk ${i}`))
       }
+      // the dialling side read the large chunks straight into their own buffers
+      const [connection] = yield* connector.connections
+      assert.isAbove(connection?.stats.framesReadInPlace ?? 0, 100)
     }).pipe(within("large downloads", "60 seconds")), 90_000)
 
   it.live("client streams of large chunks arrive byte-exact and in order", () =>
