@@ -653,7 +653,7 @@ export class ChannelImpl implements Channel.Channel {
   }
 
   /** @internal the reader took `bytes`: grant them back once half a window is pending. */
-  readonly consumed = (bytes: number): void => {
+  consumed(bytes: number): void {
     if (!this.flow || bytes === 0) return
     this.unacked += bytes
     const window = this.connection.localWindow
@@ -675,7 +675,7 @@ export class ChannelImpl implements Channel.Channel {
   get inbox(): Channel.Inbox {
     if (this.inboxValue === undefined) {
       const inbox = new Channel.Inbox()
-      if (this.flow) inbox.onConsumed = this.consumed
+      if (this.flow) inbox.onConsumed = (bytes) => this.consumed(bytes)
       this.inboxValue = inbox
       this.sink ??= inbox
     }

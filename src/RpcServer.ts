@@ -129,6 +129,17 @@ const sendExit = <S, E>(
   if (Exit.isSuccess(exit)) {
     if (!withValue) {
       channel.pushUnsafe(Frame.make(FrameType.Data, channel.id, "", call.takeHeaders(), "", true, null), true)
+    } else if (codec.encodeInto !== undefined) {
+      // Schema here, then the codec writes straight into the reply frame
+      const encoded = schemas.encodeSuccessValue(codec, exit.value)
+      if (encoded._tag === "Left") {
+        return sendError(call, ErrorKind.Defect, `failed to encode the reply: ${encoded.error}`, null)
+      }
+      try {
+        channel.pushDataWith(call.takeHeaders(), true, encoded.value, codec.encodeInto)
+      } catch (e) {
+        return sendError(call, ErrorKind.Defect, `failed to encode the reply: ${errorText(e)}`, null)
+      }
     } else {
       const encoded = schemas.encodeSuccessShared(codec, exit.value) // pushed (copied) below
       if (encoded._tag === "Left") {
