@@ -997,6 +997,14 @@ const greetingTimeoutText = (options: ConnectionOptions): string =>
 /** Scratch buffers of a connection reading with `onread`, by the size of what is expected next. */
 const SCRATCH_BYTES = 64 * 1024
 const SCRATCH_AFTER_LARGE_BYTES = 2 * 1024
+/**
+ * One scratch buffer for every connection of the process: a read fills it and its bytes are
+ * copied out in the same callback (libuv asks for the buffer, reads, then calls back, with no
+ * other read in between), so connections never see each other's bytes, and a thousand
+ * connections do not hold a thousand cold 64 KiB buffers.
+ */
+const sharedScratch = new Uint8Array(SCRATCH_BYTES)
+const sharedSmallScratch = sharedScratch.subarray(0, SCRATCH_AFTER_LARGE_BYTES)
 
 /**
  * Reads with `onread`: into the frame being assembled when there is one (the kernel copies
@@ -1011,8 +1019,8 @@ const readInPlace = (
   onFilled: (n: number) => void
 ): void => {
   decoder.assembleLarge = true
-  const scratch = new Uint8Array(SCRATCH_BYTES)
-  const small = scratch.subarray(0, SCRATCH_AFTER_LARGE_BYTES)
+  const scratch = sharedScratch
+  const small = sharedSmallScratch
   let afterLarge = false
   let target: Uint8Array | undefined
   setReader({

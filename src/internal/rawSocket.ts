@@ -39,7 +39,8 @@ export const register = (socket: Socket.Socket, open: Opener): void => {
 /** @internal */
 export const opener = (socket: Socket.Socket): Opener | undefined => registry.get(socket)
 
-const SCRATCH = 64 * 1024
+/** Shared by every socket: what a read puts there is copied out in the same callback. */
+const scratch = new Uint8Array(64 * 1024)
 
 /**
  * `onread` options for `net.createConnection` whose reads go to the sink set later with the
@@ -50,11 +51,10 @@ export const deferredReads = (): {
   readonly setReader: (sink: ReadSink) => void
 } => {
   let sink: ReadSink | undefined
-  let scratch: Uint8Array | undefined
   const early: Array<Uint8Array> = []
   return {
     onread: {
-      buffer: () => sink !== undefined ? sink.target() : (scratch ??= new Uint8Array(SCRATCH)),
+      buffer: () => sink !== undefined ? sink.target() : scratch,
       callback: (n, buf) => {
         if (sink !== undefined) sink.read(n, buf)
         else early.push(buf.slice(0, n))
@@ -63,7 +63,6 @@ export const deferredReads = (): {
     },
     setReader: (next) => {
       sink = next
-      scratch = undefined
       for (const bytes of early.splice(0)) next.read(bytes.length, bytes)
     }
   }
