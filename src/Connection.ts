@@ -920,16 +920,17 @@ const keepalive = (
   const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
   return Effect.acquireRelease(
     Effect.sync(() => {
-      let timer: ReturnType<typeof setTimeout> | undefined
+      let cancel = noop
       let pingSentAt = 0
       const schedule = (ms: number) => {
-        timer = setTimeout(tick, ms)
-        timer.unref?.()
+        cancel = setTimer(ms, tick)
       }
       const tick = () => {
         if (!connection.isOpen) return
         if (pingSentAt > 0) {
           if (connection.lastReceived < pingSentAt) {
+            // an endless timeout waits for the answer for ever, checking every interval
+            if (!Number.isFinite(timeout)) return schedule(interval)
             return connection.lose(fail("closed", `no answer to a ping within ${timeout} ms`))
           }
           pingSentAt = 0
@@ -939,10 +940,10 @@ const keepalive = (
         if (!connection.supports("ping")) return schedule(interval)
         pingSentAt = Date.now()
         connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
-        schedule(timeout)
+        schedule(Number.isFinite(timeout) ? timeout : interval)
       }
       schedule(interval)
-      return () => clearTimeout(timer)
+      return () => cancel()
     }),
     (stop) => Effect.sync(stop)
   ).pipe(Effect.asVoid)
@@ -1060,15 +1061,19 @@ const startDirect = (
     const ours = greetingAndHello(options)
     const decoder = new FrameDecoder(options.limits)
 
-    // One reader for the connection's life: the greeting first, then frames. Chunks that arrive
-    // between the two are kept in order.
-    let onChunk: (chunk: Uint8Array) => void = () => {}
+    // One reader for the connection's life: the greeting first, then frames. What arrives before a
+    // stage is ready (bytes, or the end of the stream) is kept and handed over in order.
+    const early: Array<Uint8Array> = []
+    let endedEarly: { readonly error: Error | undefined } | undefined
+    let onChunk: (chunk: Uint8Array) => void = (chunk) => void early.push(chunk)
     let onFilled: (n: number) => void = () => {}
+    let onEnd: (error: Error | undefined) => void = (error) => {
+      endedEarly ??= { error }
+    }
     const onData = (chunk: Uint8Array) => onChunk(chunk)
     if (opened.setReader !== undefined) {
       readInPlace(opened.setReader, decoder, (chunk) => onChunk(chunk), (n) => onFilled(n))
     }
-    let onEnd: (error: Error | undefined) => void = () => {}
     const onEndEvent = () => onEnd(undefined)
     const onError = (error: Error) => onEnd(error)
     const onClose = () => onEnd(undefined)
@@ -1085,6 +1090,7 @@ const startDirect = (
     yield* Effect.addFinalizer(() => Effect.sync(detach))
     // an accepted socket may have been paused for us (the listener pauses until a reader exists)
     conn.resume()
+    if (conn.destroyed || conn.readableEnded) onEnd(undefined)
 
     if (options.role === "connector") conn.write(ours)
     const pending: Array<Uint8Array> = []
@@ -1094,10 +1100,10 @@ const startDirect = (
       const finish = (effect: Effect.Effect<{ readonly id: string }, ConnectionError>) => {
         if (done) return
         done = true
-        clearTimeout(timer)
+        cancelTimer()
         resume(effect)
       }
-      onChunk = (chunk) => {
+      const greetingChunk = (chunk: Uint8Array) => {
         if (done) return void pending.push(chunk)
         const result = reader.feed(chunk)
         if (Result.isFailure(result)) return finish(Effect.fail(fail("greeting", result.failure.message)))
@@ -1106,22 +1112,26 @@ const startDirect = (
         if (state.rest.length > 0) pending.push(state.rest)
         finish(Effect.succeed({ id: state.id }))
       }
-      onEnd = (error) =>
+      const greetingEnd = (error: Error | undefined) =>
         finish(
           Effect.fail(fail("greeting", error === undefined ? "closed before the greeting completed" : error.message))
         )
-      const timer = setTimeout(
+      const cancelTimer = setTimer(
+        Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout)),
         () =>
           finish(
             Effect.fail(
               fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(options)).message)
             )
-          ),
-        Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout))
+          )
       )
+      onChunk = greetingChunk
+      onEnd = greetingEnd
+      for (const chunk of early.splice(0)) greetingChunk(chunk)
+      if (endedEarly !== undefined) greetingEnd(endedEarly.error)
       return Effect.sync(() => {
         done = true
-        clearTimeout(timer)
+        cancelTimer()
       })
     })
     if (options.role === "binder") conn.write(ours)
@@ -1132,15 +1142,30 @@ const startDirect = (
       connection.lose(fail("protocol", error.message))
       conn.destroy()
     }
+    // Frames are dispatched inside the socket's read callback, where a throw (a defect in code a
+    // frame reaches synchronously) would be an uncaught exception for the whole process: it ends
+    // this connection instead.
+    const defect = (e: unknown): void => {
+      connection.lose(fail("read", `dispatching a frame failed: ${e instanceof Error ? e.message : String(e)}`))
+      conn.destroy()
+    }
     const feed = (chunk: Uint8Array): void => {
       if (connection.lostWith !== undefined) return
       connection.lastReceived = Date.now()
-      failed(decoder.feed(chunk, connection.dispatch))
+      try {
+        failed(decoder.feed(chunk, connection.dispatch))
+      } catch (e) {
+        defect(e)
+      }
     }
     onFilled = (n) => {
       if (connection.lostWith !== undefined) return
       connection.lastReceived = Date.now()
-      failed(decoder.filled(n, connection.dispatch))
+      try {
+        failed(decoder.filled(n, connection.dispatch))
+      } catch (e) {
+        defect(e)
+      }
       if (decoder.readTarget() === undefined) connection.stats.framesReadInPlace++
     }
     onEnd = (error) => {
@@ -1155,25 +1180,26 @@ const startDirect = (
     // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
     // connection is returned knowing the remote's capabilities.
     for (const chunk of pending) feed(chunk)
-    if (conn.destroyed && connection.lostWith === undefined) onEnd(undefined)
+    if (endedEarly !== undefined || conn.destroyed) onEnd(endedEarly?.error)
 
     yield* Effect.addFinalizer(() =>
       Effect.callback<void>((resume) => {
         const last = connection.takeQueued()
         connection.lose(fail("closed", "closed locally"))
-        // Then close for good, once the last bytes left for the kernel (at most a second): a
-        // graceful end() would wait forever for a remote that stopped reading.
+        // Then close for good once our last bytes left for the kernel (their write callback; at
+        // most a second): a graceful end() would wait forever for a remote that stopped reading.
+        let closed = false
         const close = () => {
-          clearTimeout(timer)
-          conn.off("drain", close)
+          if (closed) return
+          closed = true
+          cancelTimer()
           conn.destroy()
           resume(Effect.void)
         }
-        const timer = setTimeout(close, 1000)
-        if (conn.destroyed || last === undefined && conn.writableLength === 0) return close()
-        if (last !== undefined) conn.write(last)
-        if (conn.writableLength === 0) return close()
-        conn.on("drain", close)
+        const cancelTimer = setTimer(1000, close)
+        if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
+        // writes complete in order: this one's callback means everything before it went out too
+        conn.write(last ?? emptyPayload, close)
       })
     )
     if (options.keepalive !== undefined) {
@@ -1181,6 +1207,31 @@ const startDirect = (
     }
     return connection
   })
+
+const noop = (): void => {}
+
+/** Longest delay `setTimeout` honours (larger ones fire after 1 ms). */
+const MAX_TIMER_MS = 0x7fff_ffff
+
+/**
+ * Runs `f` after `ms` milliseconds, however long (`Infinity`: never); returns the cancel. Node
+ * clamps delays past 2^31 - 1 ms to 1 ms, so longer ones are chained.
+ */
+const setTimer = (ms: number, f: () => void): () => void => {
+  if (!(ms < Number.POSITIVE_INFINITY)) return noop
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const at = Date.now() + ms
+  const arm = (left: number) => {
+    timer = setTimeout(() => {
+      const rest = at - Date.now()
+      if (rest > 0) arm(rest)
+      else f()
+    }, Math.max(0, Math.min(left, MAX_TIMER_MS)))
+    timer.unref?.()
+  }
+  arm(ms)
+  return () => clearTimeout(timer)
+}
 
 /** The connection on any `effect/socket` Socket: a read-loop fiber and a writer fiber. */
 const startOnSocket = (

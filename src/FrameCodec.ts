@@ -30,6 +30,8 @@ const SLAB_SIZE = 64 * 1024
 const FIRST_SLAB = 2 * 1024
 /** Frames from this size on are assembled in place when the reader supports it. */
 const ASSEMBLE_MIN_BYTES = 16 * 1024
+/** The first buffer of an assembled frame (a 64 KiB payload and its envelope fit). */
+const ASSEMBLE_FIRST_BYTES = 64 * 1024 + 256
 /** Recycled slabs an encoder keeps for reuse (see `FrameEncoder.recycle`). */
 const POOL_SLABS = 2
 const textEncoder = new TextEncoder()
@@ -460,6 +462,7 @@ export class FrameDecoder {
   assembleLarge = false
   private assembly: Uint8Array | undefined = undefined
   private assembledBytes = 0
+  private assemblyTotal = 0
   private readonly scanner = new FrameScanner()
   private failure: ProtocolError | undefined = undefined
   // parse state
@@ -492,8 +495,8 @@ export class FrameDecoder {
   feed(chunk: Uint8Array, onFrame: (frame: Frame) => void): ProtocolError | undefined {
     if (this.failure !== undefined) return this.failure
     if (chunk.length === 0) return undefined
-    const assembly = this.assembly
-    if (assembly !== undefined) {
+    while (this.assembly !== undefined) {
+      const assembly = this.assembly
       const k = Math.min(assembly.length - this.assembledBytes, chunk.length)
       assembly.set(chunk.subarray(0, k), this.assembledBytes)
       const error = this.filled(k, onFrame)
@@ -518,7 +521,15 @@ export class FrameDecoder {
     const assembly = this.assembly
     if (assembly === undefined) return this.failure
     this.assembledBytes += n
-    if (this.assembledBytes < assembly.length) return undefined
+    if (this.assembledBytes < this.assemblyTotal) {
+      if (this.assembledBytes === assembly.length) {
+        // room grows with what arrived, never ahead of it by more than double
+        const next = alloc(Math.min(this.assemblyTotal, assembly.length * 2))
+        next.set(assembly)
+        this.assembly = next
+      }
+      return undefined
+    }
     this.assembly = undefined
     this.assembledBytes = 0
     try {
@@ -540,7 +551,10 @@ export class FrameDecoder {
     if (remaining < 0) return
     const total = this.buffered + remaining
     if (total < ASSEMBLE_MIN_BYTES || total > this.limits.maxFrameBytes) return
-    const assembly = alloc(total)
+    // Memory follows the bytes that arrived, not the length the remote announced: a remote that
+    // announces 16 MiB and stalls holds at most the first buffer.
+    const assembly = alloc(Math.min(total, Math.max(ASSEMBLE_FIRST_BYTES, 2 * this.buffered)))
+    this.assemblyTotal = total
     let p = 0
     for (const c of this.chunks) {
       assembly.set(c, p)

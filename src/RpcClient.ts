@@ -324,7 +324,13 @@ class PendingReply implements Channel.Sink, Peer.PlaceListener {
   }
   offer(item: Uint8Array, frame: Frame.Frame): void {
     if (this.settled) return
-    this.options?.onResponseHeaders?.(frame.headers)
+    try {
+      this.options?.onResponseHeaders?.(frame.headers)
+    } catch (defect) {
+      // the caller's own callback threw (inside the connection's read): the call dies with it
+      this.forget()
+      return this.settle(Effect.die(defect))
+    }
     const decoded = this.method.schemas.decodeSuccess(this.codec, item)
     // The call is answered: forget the channel (an input still being sent stops). State first:
     // resuming the caller may run its fiber synchronously.

@@ -118,16 +118,19 @@ const open = (options: Net.NetConnectOpts, timeoutMillis: number, onOpen: (conn:
       conn.destroy()
       settle(Effect.fail(new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })))
     }
-    const timer = setTimeout(() => {
-      conn.destroy()
-      settle(
-        Effect.fail(
-          new Socket.SocketError({
-            reason: new Socket.SocketOpenError({ kind: "Timeout", cause: new Error("Connection timed out") })
-          })
+    // Node fires delays past 2^31 - 1 ms at once: such a timeout (or Infinity) means none
+    const timer = timeoutMillis <= 0x7fff_ffff
+      ? setTimeout(() => {
+        conn.destroy()
+        settle(
+          Effect.fail(
+            new Socket.SocketError({
+              reason: new Socket.SocketOpenError({ kind: "Timeout", cause: new Error("Connection timed out") })
+            })
+          )
         )
-      )
-    }, timeoutMillis)
+      }, timeoutMillis)
+      : undefined
     conn.once("connect", onConnect)
     conn.on("error", onError)
     return Effect.sync(() => {

@@ -1282,6 +1282,28 @@ describe("FrameDecoder assembling large frames in place (assembleLarge)", () => 
     }
   })
 
+  it("memory follows the bytes that arrived: a frame announcing 8 MiB that stalls holds one small buffer", () => {
+    const big = encodeFrame(Frame.make(1, 5, "", Headers.empty, "", false, new Uint8Array(8 * 1024 * 1024).fill(1)))
+    const decoder = new FrameDecoder()
+    decoder.assembleLarge = true
+    assert.isUndefined(decoder.feed(big.subarray(0, 20), () => assert.fail("no frame yet")))
+    assert.isAtMost(decoder.readTarget()?.length ?? 0, 64 * 1024 + 256)
+    // and the rest, in read-sized pieces into the growing buffer, still gives the frame
+    let p = 20
+    let frames = 0
+    while (p < big.length) {
+      const target = decoder.readTarget()!
+      const n = Math.min(target.length, big.length - p)
+      target.set(big.subarray(p, p + n))
+      p += n
+      assert.isUndefined(decoder.filled(n, (f) => {
+        frames++
+        assert.strictEqual(f.payload?.length, 8 * 1024 * 1024)
+      }))
+    }
+    assert.strictEqual(frames, 1)
+  })
+
   it("input ending inside an assembled frame is a TruncatedFrame", () => {
     const big = encodeFrame(Frame.make(1, 5, "", Headers.empty, "", false, new Uint8Array(40_000)))
     const decoder = new FrameDecoder()
