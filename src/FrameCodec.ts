@@ -177,7 +177,8 @@ export class FrameEncoder {
       }
       const n = end - start
       if (n < 32) {
-        buf.copyWithin(headerAt + 1, start, end)
+        // small payloads (most stream items): a byte loop beats a native copyWithin call
+        for (let i = 0; i < n; i++) buf[headerAt + 1 + i] = buf[start + i]!
         buf[headerAt] = 0xa0 | n
         this.pos = headerAt + 1 + n
       } else if (n < 0x10000) {
