@@ -24,7 +24,7 @@ import type * as Net from "node:net"
 import * as Channel from "./Channel.ts"
 import { ProtocolError } from "./DuplexError.ts"
 import * as Frame from "./Frame.ts"
-import { FrameDecoder, FrameEncoder } from "./FrameCodec.ts"
+import { FrameDecoder, FrameEncoder, type PayloadFill } from "./FrameCodec.ts"
 import * as Greeting from "./Greeting.ts"
 import * as Headers from "./Headers.ts"
 import * as RawSocket from "./internal/rawSocket.ts"
@@ -214,7 +214,7 @@ export class Connection {
     headers: Headers.Headers,
     last: boolean,
     value: A,
-    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
+    fill: PayloadFill<A>
   ): number {
     if (this.lostWith !== undefined) return 0
     const n = this.encoder.writeDataWith(channel, headers, last, value, fill)
@@ -778,7 +778,7 @@ export class ChannelImpl implements Channel.Channel {
     headers: Headers.Headers,
     last: boolean,
     value: A,
-    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
+    fill: PayloadFill<A>
   ): number {
     if (this.failure !== undefined || this.localEnded) return -1
     const n = this.connection.pushDataWith(this.id, headers, last, value, fill)

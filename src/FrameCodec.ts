@@ -19,6 +19,7 @@ import { ProtocolError, type ProtocolErrorReason } from "./DuplexError.ts"
 import type { Frame } from "./Frame.ts"
 import type * as Headers from "./Headers.ts"
 import { empty as emptyHeaders } from "./Headers.ts"
+import { utf8Length, writeInt, writeShortAscii } from "./internal/bytes.ts"
 import { defaultLimits, type Limits } from "./Protocol.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -42,22 +43,23 @@ const NodeBuffer: { allocUnsafe(size: number): Uint8Array } | undefined = (globa
 const alloc = (size: number): Uint8Array =>
   NodeBuffer !== undefined ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size)
 
-const utf8Length = (s: string): number => {
-  let n = 0
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x80) n += 1
-    else if (c < 0x800) n += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1)
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4
-        i++
-      } else n += 3
-    } else n += 3
-  }
-  return n
-}
+/**
+ * Writes a payload in place: `value` from `pos` in `buf`, never at or past `end`; returns where it
+ * stopped, or -1 when it needs more room (see `FrameEncoder.writeDataWith`).
+ *
+ * **Example** (A fill writing msgpack nil)
+ * ```ts
+ * import type { PayloadFill } from "duplex/FrameCodec"
+ * const nil: PayloadFill<null> = (_value, buf, pos, end) => {
+ *   if (pos >= end) return -1
+ *   buf[pos] = 0xc0
+ *   return pos + 1
+ * }
+ * ```
+ * @category encoding
+ * @since 0.1.0
+ */
+export type PayloadFill<A> = (value: A, buf: Uint8Array, pos: number, end: number) => number
 
 /**
  * Incremental strict frame writer. `write` appends frames; `flush` hands out everything written
@@ -135,13 +137,7 @@ export class FrameEncoder {
    * })
    * ```
    */
-  writeDataWith<A>(
-    channel: number,
-    headers: Headers.Headers,
-    last: boolean,
-    value: A,
-    fill: (value: A, buf: Uint8Array, pos: number, end: number) => number
-  ): number {
+  writeDataWith<A>(channel: number, headers: Headers.Headers, last: boolean, value: A, fill: PayloadFill<A>): number {
     const keys = headers === emptyHeaders ? noKeys : Object.keys(headers)
     let size = 24
     for (let i = 0; i < keys.length; i++) {
@@ -258,71 +254,8 @@ export class FrameEncoder {
     return undefined
   }
 
-  private uint(v: number): void {
-    const buf = this.buf
-    let p = this.pos
-    if (v < 0x80) buf[p++] = v
-    else if (v < 0x100) {
-      buf[p++] = 0xcc
-      buf[p++] = v
-    } else if (v < 0x10000) {
-      buf[p++] = 0xcd
-      buf[p++] = v >>> 8
-      buf[p++] = v & 0xff
-    } else if (v < 0x1_0000_0000) {
-      buf[p++] = 0xce
-      buf[p++] = v >>> 24
-      buf[p++] = (v >>> 16) & 0xff
-      buf[p++] = (v >>> 8) & 0xff
-      buf[p++] = v & 0xff
-    } else {
-      const hi = Math.floor(v / 0x1_0000_0000)
-      const lo = v >>> 0
-      buf[p++] = 0xcf
-      buf[p++] = hi >>> 24
-      buf[p++] = (hi >>> 16) & 0xff
-      buf[p++] = (hi >>> 8) & 0xff
-      buf[p++] = hi & 0xff
-      buf[p++] = lo >>> 24
-      buf[p++] = (lo >>> 16) & 0xff
-      buf[p++] = (lo >>> 8) & 0xff
-      buf[p++] = lo & 0xff
-    }
-    this.pos = p
-  }
-
   private int(v: number): void {
-    if (v >= 0) return this.uint(v)
-    const buf = this.buf
-    let p = this.pos
-    if (v >= -32) buf[p++] = v & 0xff
-    else if (v >= -128) {
-      buf[p++] = 0xd0
-      buf[p++] = v & 0xff
-    } else if (v >= -32768) {
-      buf[p++] = 0xd1
-      buf[p++] = (v >> 8) & 0xff
-      buf[p++] = v & 0xff
-    } else if (v >= -2147483648) {
-      buf[p++] = 0xd2
-      buf[p++] = (v >> 24) & 0xff
-      buf[p++] = (v >> 16) & 0xff
-      buf[p++] = (v >> 8) & 0xff
-      buf[p++] = v & 0xff
-    } else {
-      const hi = Math.floor(v / 0x1_0000_0000)
-      const lo = (v - hi * 0x1_0000_0000) >>> 0
-      buf[p++] = 0xd3
-      buf[p++] = (hi >> 24) & 0xff
-      buf[p++] = (hi >> 16) & 0xff
-      buf[p++] = (hi >> 8) & 0xff
-      buf[p++] = hi & 0xff
-      buf[p++] = lo >>> 24
-      buf[p++] = (lo >>> 16) & 0xff
-      buf[p++] = (lo >>> 8) & 0xff
-      buf[p++] = lo & 0xff
-    }
-    this.pos = p
+    this.pos = writeInt(this.buf, this.pos, v)
   }
 
   private rawHeader(n: number): void {
@@ -346,20 +279,10 @@ export class FrameEncoder {
   private str(s: string): void {
     const n = s.length
     const buf = this.buf
-    if (n < 32) {
-      // ASCII fast path: fixstr header, one byte per char.
-      let p = this.pos + 1
-      let i = 0
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (c >= 0x80) break
-        buf[p++] = c
-      }
-      if (i === n) {
-        buf[this.pos] = 0xa0 | n
-        this.pos = p
-        return
-      }
+    const end = writeShortAscii(buf, this.pos, s)
+    if (end >= 0) {
+      this.pos = end
+      return
     }
     const bytes = utf8Length(s)
     this.rawHeader(bytes)

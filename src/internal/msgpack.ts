@@ -15,6 +15,7 @@
  * @internal
  */
 import { Decoder, Encoder } from "@msgpack/msgpack"
+import { utf8Length, writeInt, writeShortAscii } from "./bytes.ts"
 
 const library = { encoder: new Encoder(), decoder: new Decoder() }
 
@@ -25,24 +26,6 @@ const FALLBACK: unique symbol = Symbol("msgpack.fallback")
 const NO_ROOM: unique symbol = Symbol("msgpack.noRoom")
 
 const MAX_DEPTH = 100
-
-/** UTF-8 length of `s` as TextEncoder writes it (a lone surrogate becomes U+FFFD, 3 bytes). */
-const utf8Length = (s: string): number => {
-  let n = 0
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x80) n += 1
-    else if (c < 0x800) n += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1)
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4
-        i++
-      } else n += 3
-    } else n += 3
-  }
-  return n
-}
 
 const copyInto = (bytes: Uint8Array, target: Uint8Array, pos: number, end: number): number => {
   if (pos + bytes.length > end) return -1
@@ -195,72 +178,22 @@ export class MsgpackEncoder {
 
   private number(n: number): void {
     this.ensure(9)
-    const buf = this.buf
-    let p = this.pos
     if (Number.isSafeInteger(n)) {
-      if (n >= 0) {
-        if (n < 0x80) buf[p++] = n
-        else if (n < 0x100) {
-          buf[p++] = 0xcc
-          buf[p++] = n
-        } else if (n < 0x10000) {
-          buf[p++] = 0xcd
-          buf[p++] = n >>> 8
-          buf[p++] = n & 0xff
-        } else if (n < 0x1_0000_0000) {
-          buf[p++] = 0xce
-          this.view.setUint32(p, n)
-          p += 4
-        } else {
-          buf[p++] = 0xcf
-          this.view.setUint32(p, Math.floor(n / 0x1_0000_0000))
-          this.view.setUint32(p + 4, n >>> 0)
-          p += 8
-        }
-      } else if (n >= -0x20) buf[p++] = 0xe0 | (n + 0x20)
-      else if (n >= -0x80) {
-        buf[p++] = 0xd0
-        buf[p++] = n & 0xff
-      } else if (n >= -0x8000) {
-        buf[p++] = 0xd1
-        this.view.setInt16(p, n)
-        p += 2
-      } else if (n >= -0x8000_0000) {
-        buf[p++] = 0xd2
-        this.view.setInt32(p, n)
-        p += 4
-      } else {
-        buf[p++] = 0xd3
-        const hi = Math.floor(n / 0x1_0000_0000)
-        this.view.setInt32(p, hi)
-        this.view.setUint32(p + 4, (n - hi * 0x1_0000_0000) >>> 0)
-        p += 8
-      }
-    } else {
-      buf[p++] = 0xcb
-      this.view.setFloat64(p, n)
-      p += 8
+      this.pos = writeInt(this.buf, this.pos, n)
+      return
     }
-    this.pos = p
+    this.buf[this.pos] = 0xcb
+    this.view.setFloat64(this.pos + 1, n)
+    this.pos += 9
   }
 
   private string(s: string): void {
     const n = s.length
     if (n < 32) {
-      // ASCII fast path: fixstr header, one byte per char
       this.ensure(1 + n)
-      const buf = this.buf
-      const start = this.pos
-      let p = start + 1
-      let i = 0
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (c >= 0x80) break
-        buf[p++] = c
-      }
-      if (i === n) {
-        buf[start] = 0xa0 | n
-        this.pos = p
+      const end = writeShortAscii(this.buf, this.pos, s)
+      if (end >= 0) {
+        this.pos = end
         return
       }
     }
