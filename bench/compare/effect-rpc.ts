@@ -5,10 +5,11 @@
  * strings). Tracing is disabled on both sides (Duplex does not trace by default).
  */
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
-import { Effect, Fiber, Layer, Schema, Scope, Stream } from "effect"
+import { Effect, Layer, Schema, Stream } from "effect"
 import { Rpc, RpcClient, type RpcClientError, RpcGroup, RpcSerialization, RpcServer } from "effect/rpc"
 import { Socket, SocketServer } from "effect/socket"
-import { type Contender, HOST, latencyMetrics, type Metrics, request, type Session } from "./common.ts"
+import { type Contender, HOST } from "./common.ts"
+import { effectContender } from "./effect-client.ts"
 
 const Item = Schema.Struct({ id: Schema.Int, name: Schema.String, n: Schema.Int })
 class Bench extends RpcGroup.make(
@@ -63,96 +64,9 @@ const connect = (port: number) =>
     )
   })
 
-const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> => Effect.runPromise(Effect.scoped(effect))
-
-const begin = (s: Session) => Effect.promise(() => s.begin())
-const end = (s: Session, metrics: Metrics | (() => Metrics)) => Effect.promise(() => s.end(metrics))
-
-const unaryBatch = (client: Client, calls: number, inflight: number) =>
-  Effect.gen(function*() {
-    let remaining = calls
-    // A new call each time (the request is encoded per call, as every contender does).
-    const worker = Effect.gen(function*() {
-      while (remaining > 0) {
-        remaining--
-        yield* client.Echo(request)
-      }
-    })
-    const fibers: Array<Fiber.Fiber<void, unknown>> = []
-    for (let j = 0; j < Math.min(inflight, calls); j++) fibers.push(yield* Effect.forkChild(worker))
-    yield* Fiber.joinAll(fibers)
-  })
-
-const sequential = (client: Client, calls: number, latencies?: Array<number>) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < calls; i++) {
-      const t0 = performance.now()
-      yield* client.Echo(request)
-      latencies?.push(performance.now() - t0)
-    }
-  })
-
-const count = (client: Client, n: number) => Stream.runCount(client.Count({ n }))
-
-const bulk = (client: Client, bytes: number, chunk: number) =>
-  Stream.runFold(client.Bulk({ bytes, chunk }), () => 0, (n, c) => n + c.length)
-
-const w1 = (s: Session) =>
-  run(Effect.gen(function*() {
-    const client = yield* connect(s.port)
-    yield* unaryBatch(client, s.sizes.warm.w1Calls, s.sizes.w1Inflight)
-    yield* begin(s)
-    yield* unaryBatch(client, s.sizes.w1Calls, s.sizes.w1Inflight)
-    yield* end(s, {})
-  }))
-
-const w2 = (s: Session) =>
-  run(Effect.gen(function*() {
-    const client = yield* connect(s.port)
-    yield* sequential(client, s.sizes.warm.w2Calls)
-    const latencies: Array<number> = []
-    yield* begin(s)
-    yield* sequential(client, s.sizes.w2Calls, latencies)
-    yield* end(s, () => latencyMetrics(latencies))
-  }))
-
-const w3 = (s: Session) =>
-  run(Effect.gen(function*() {
-    const client = yield* connect(s.port)
-    yield* count(client, s.sizes.warm.w3Messages)
-    yield* begin(s)
-    const messages = yield* count(client, s.sizes.w3Messages)
-    yield* end(s, { messages })
-  }))
-
-const w4 = (s: Session) =>
-  run(Effect.gen(function*() {
-    const client = yield* connect(s.port)
-    yield* bulk(client, s.sizes.warm.w4Bytes, s.sizes.chunk)
-    yield* begin(s)
-    const bytes = yield* bulk(client, s.sizes.w4Bytes, s.sizes.chunk)
-    yield* end(s, { bytes })
-  }))
-
-const fanIn = (port: number, connections: number, calls: number, phase: Effect.Effect<void>) =>
-  Effect.gen(function*() {
-    const t0 = performance.now()
-    const clients = yield* Effect.forEach(
-      Array.from({ length: connections }),
-      () => Effect.tap(connect(port), (client) => sequential(client, 1)),
-      { concurrency: "unbounded" }
-    )
-    const connectMs = performance.now() - t0
-    yield* phase
-    yield* Effect.forEach(clients, (client) => sequential(client, calls), { concurrency: "unbounded", discard: true })
-    return connectMs
-  })
-
-const w5 = (s: Session) =>
-  run(Effect.gen(function*() {
-    yield* Effect.scoped(fanIn(s.port, s.sizes.warm.w5Connections, s.sizes.w5Calls, Effect.void))
-    const connectMs = yield* fanIn(s.port, s.sizes.w5Connections, s.sizes.w5Calls, begin(s))
-    yield* end(s, { connectMs })
-  }))
-
-export const contender: Contender = { server, w1, w2, w3, w4, w5 }
+export const contender: Contender = effectContender<Client>(server, {
+  connect,
+  echo: (client, payload) => client.Echo(payload),
+  count: (client, n) => client.Count({ n }),
+  bulk: (client, bytes, chunk) => client.Bulk({ bytes, chunk })
+})
