@@ -1077,7 +1077,8 @@ const startDirect = (
     const onEndEvent = () => onEnd(undefined)
     const onError = (error: Error) => onEnd(error)
     const onClose = () => onEnd(undefined)
-    conn.on("data", onData)
+    // reads arrive through the read sink when the socket was opened with `onread`, else as `data`
+    if (opened.setReader === undefined) conn.on("data", onData)
     conn.on("end", onEndEvent)
     conn.on("error", onError)
     conn.on("close", onClose)

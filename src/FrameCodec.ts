@@ -588,7 +588,7 @@ export class FrameDecoder {
   finish(): ProtocolError | undefined {
     if (this.failure !== undefined) return this.failure
     if (this.assembly !== undefined) {
-      // back to the general path: the bytes so far, failed as any truncated frame
+      // back to the general path: the bytes so far fail like every other truncated frame
       this.chunks = [this.assembly.subarray(0, this.assembledBytes)]
       this.buffered = this.assembledBytes
       this.assembly = undefined

@@ -31,7 +31,7 @@ import { ERROR_KIND_HEADER, ErrorKind, Rejected, REJECTED_KIND_HEADER } from "./
  * @since 0.1.0
  */
 export interface Route {
-  /** Method prefix, e.g. `"Arith."` (default: any method). */
+  /** Method prefix, e.g. `"Arith."` (default: every method). */
   readonly prefix?: string | undefined
   /** A header that must be present, with this value (or any value when `value` is omitted). */
   readonly header?: { readonly name: string; readonly value?: string | undefined } | undefined

@@ -55,8 +55,6 @@ export interface Compiled {
   readonly encodeSuccessShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   /** Schema encoding of a success value only (for codecs with `encodeInto`). */
   readonly encodeSuccessValue: (codec: Codec.Codec, value: unknown) => Either<unknown>
-  /** Like `encodePayload`, into the codec's reused buffer: copy it (push the frame) at once. */
-  readonly encodePayloadShared: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
   readonly decodeError: (codec: Codec.Codec, bytes: Uint8Array) => Either<unknown>
   readonly encodeError: (codec: Codec.Codec, value: unknown) => Either<Uint8Array>
 }
@@ -120,7 +118,6 @@ const compileNew = (rpc: Rpc.Any): Compiled => {
   return {
     decodePayload: payload.decode,
     encodePayload: payload.encode,
-    encodePayloadShared: payload.encodeShared,
     decodeSuccess: success.decode,
     encodeSuccess: success.encode,
     encodeSuccessShared: success.encodeShared,
