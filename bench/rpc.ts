@@ -19,6 +19,7 @@ import * as Rpc from "../src/Rpc.ts"
 import * as RpcClient from "../src/RpcClient.ts"
 import * as RpcGroup from "../src/RpcGroup.ts"
 import * as RpcServer from "../src/RpcServer.ts"
+import { contender as rawContender } from "./compare/raw.ts"
 import {
   machine,
   median,
@@ -55,42 +56,8 @@ const Bench = RpcGroup.make(
 // Servers
 // ---------------------------------------------------------------------------------------------
 
-const rawServer = (ready: (port: number) => void) => {
-  const server = Net.createServer((socket) => {
-    socket.setNoDelay(true)
-    const writer = rawWriter(socket)
-    const waitDrain = () => new Promise<void>((resolve) => socket.once("drain", () => resolve()))
-    // Writes in batches of about 64 KiB (one frame alone when it is that big), waiting for
-    // `drain` whenever the socket asks: what a careful hand-written server does.
-    const streamOut = async (count: number, make: (i: number) => unknown) => {
-      for (let i = 0; i < count;) {
-        const batch: Array<Buffer> = []
-        let size = 0
-        while (i < count && size < 65536) {
-          const frame = rawFrame(make(i++))
-          batch.push(frame)
-          size += frame.length
-        }
-        if (!socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, size))) await waitDrain()
-      }
-      socket.write(rawFrame(null))
-    }
-    const chunk = Buffer.alloc(CHUNK, 7)
-    rawReader(socket, (body) => {
-      const message = rawDecode(body)
-      if (!Array.isArray(message)) return
-      const [op, arg] = message
-      if (op === "echo") writer.write(rawFrame(arg))
-      else if (op === "count") void streamOut(Number(arg), (i) => ({ i }))
-      else if (op === "bulk") void streamOut(Math.ceil(Number(arg) / CHUNK), () => chunk)
-    })
-    socket.on("error", () => {})
-  })
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    if (address !== null && typeof address === "object") ready(address.port)
-  })
-}
+// the raw server is the head-to-head one (`bench/compare/raw.ts`): requests `[op, arg, chunk size]`
+const rawServer = rawContender.server
 
 const duplexServer = (ready: (port: number) => void) =>
   Effect.runFork(
@@ -170,7 +137,7 @@ const rawStream = async (port: number, op: string, arg: number) => {
       items++
       if (value instanceof Uint8Array) bytes += value.length
     })
-    socket.write(rawFrame([op, arg]))
+    socket.write(rawFrame([op, arg, CHUNK]))
   })
   socket.destroy()
   return { items, bytes }
