@@ -5,9 +5,10 @@
  * loading and warm-up are left out), then prints the functions with the most self time in each,
  * so a change to the hot path can be checked against where the time goes.
  *
- * Run: `node bench/profile.ts duplex w1 [--scale=N] [--top=N] [--dir=DIR]` (scale multiplies the
- * quick sizes of `bench/compare`; default 3). Profiles are kept in DIR (default a temp dir) for
- * Chrome DevTools or speedscope.
+ * Run: `node bench/profile.ts duplex w1 [--scale=N] [--top=N] [--dir=DIR] [--flags=F,F]` (scale
+ * multiplies the quick sizes of `bench/compare`, default 3; W5 uses the full 1,000 connections
+ * with `100 × scale` calls each; flags go to both node processes). Profiles are kept in DIR
+ * (default a temp dir) for Chrome DevTools or speedscope.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -30,7 +31,8 @@ const scaled = (scale: number): Sizes => {
     w2Calls: base.w2Calls * scale,
     w3Messages: base.w3Messages * scale,
     w4Bytes: base.w4Bytes * scale,
-    w5Connections: base.w5Connections
+    w5Connections: sizesFor(false).w5Connections,
+    w5Calls: base.w5Calls * scale
   }
 }
 
@@ -78,8 +80,10 @@ const main = async () => {
   Fs.mkdirSync(dir, { recursive: true })
   const pin = Os.cpus().length > 1 &&
     ChildProcess.spawnSync("taskset", ["-c", "0", "true"], { stdio: "ignore" }).status === 0
+  // V8/Node flags for both children, e.g. `--flags=--no-turbo-inlining` for exact self times
+  const flags = args.find((a) => a.startsWith("--flags="))?.slice(8).split(",").filter((f) => f !== "") ?? []
   const spawn = (cpu: number, sub: ReadonlyArray<string>) => {
-    const nodeArgs = [file, ...sub, ...(sub[0] === "server" ? ["0", "0", "0"] : []), dir]
+    const nodeArgs = [...flags, file, ...sub, ...(sub[0] === "server" ? ["0", "0", "0"] : []), dir]
     return pin
       ? ChildProcess.spawn("taskset", ["-c", String(cpu), process.execPath, ...nodeArgs], {
         stdio: ["pipe", "pipe", "inherit"]

@@ -1,6 +1,8 @@
 /**
- * Moves bytes, never frames: dials and listens on TCP and Unix sockets through
- * `@effect/platform-node` (`NodeSocket` / `NodeSocketServer` over `effect/socket`).
+ * Moves bytes, never frames: dials and listens on TCP and Unix sockets with `node:net`, handing
+ * out `effect/socket` Sockets that `Connection.start` reads and writes directly (the
+ * `@effect/platform-node` `NodeSocket` wrapper is made only when a socket's reader or writer is
+ * used).
  *
  * - TCP sockets get `noDelay` (Duplex batches its own writes) and TCP keepalive (15 s), the only
  *   liveness check with an original peer, which has no PING.
@@ -10,11 +12,10 @@
  * @since 0.1.0
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
@@ -68,16 +69,17 @@ export const dial = (address: Address.Address, openTimeout: Duration.Input): Eff
   )
 
 /**
- * `NodeSocket.makeNet`, registered with a direct opener of the same connection: a `Connection`
- * started on the socket opens the `net.Socket` itself and reads and writes it without the
- * `effect/socket` reader and writer (see `internal/rawSocket.ts`); other users of the returned
- * Socket get the usual `effect/socket` behaviour.
+ * A socket whose `Connection.start` opens the `net.Socket` itself and reads and writes it without
+ * the `effect/socket` reader and writer (see `internal/rawSocket.ts`); other users of the returned
+ * Socket get the usual `effect/socket` behaviour (`NodeSocket.makeNet`, made on first use).
  */
 const makeNet = (options: Net.NetConnectOpts, openTimeout: Duration.Input): Effect.Effect<Socket.Socket> =>
-  Effect.map(NodeSocket.makeNet({ ...options, openTimeout }), (socket) => {
-    RawSocket.register(socket, openNet(options, Duration.toMillis(Duration.fromInputUnsafe(openTimeout))))
-    return socket
-  })
+  Effect.sync(() =>
+    new RawSocket.DirectSocket(
+      openNet(options, Duration.toMillis(Duration.fromInputUnsafe(openTimeout))),
+      () => NodeSocket.makeNet({ ...options, openTimeout })
+    )
+  )
 
 /** Opens a `net.Socket` (destroyed when the scope closes), failing after `timeoutMillis`. */
 const openNet = (options: Net.NetConnectOpts, timeoutMillis: number): RawSocket.Opener =>
@@ -176,7 +178,9 @@ const prepareUnixPath = (path: string, text: string): Effect.Effect<void, BindEr
 
 /**
  * Listens on `address` and runs `handler` in its own fiber for every accepted socket, until the
- * scope closes. Returns the bound address (with the real port when `0` was asked for).
+ * scope closes (which interrupts the handlers still running and closes their sockets). A socket
+ * is closed when its handler ends. Returns the bound address (with the real port when `0` was
+ * asked for).
  *
  * **Example** (An echo-less listener)
  * ```ts
@@ -195,13 +199,66 @@ export const listen = <R>(
   Effect.gen(function*() {
     const text = Address.format(address)
     if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
-    const server = yield* NodeSocketServer.make(
-      // a large accept backlog: a burst of connecting peers (thousands at a service's start) must
-      // not overflow Node's default of 511, which drops SYNs into a one-second retransmit
-      address._tag === "Tcp"
-        ? { host: address.host, port: address.port, backlog: LISTEN_BACKLOG }
-        : { path: address.path, backlog: LISTEN_BACKLOG }
-    ).pipe(Effect.mapError((e) => new BindError({ address: text, detail: e.message })))
+    const runFork = Effect.runForkWith(Context.omit(Scope.Scope)(yield* Effect.context<R>()))
+    // A plain `net.Server`: per accepted socket only the handler's fiber and a `DirectSocket`
+    // (no `effect/socket` wrapper unless the handler uses one).
+    const server = Net.createServer({ pauseOnConnect: true })
+    const handlers = new Set<Fiber.Fiber<void>>()
+    let closing = false
+    server.on("connection", (conn: Net.Socket) => {
+      if (closing) return void conn.destroy()
+      if (address._tag === "Tcp") {
+        conn.setNoDelay(true)
+        conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
+      }
+      // errors before the connection's own listeners are attached are reported by its reads
+      conn.on("error", noop)
+      const socket = new RawSocket.DirectSocket(
+        Effect.succeed({ socket: conn }),
+        () => NodeSocket.fromDuplex(acceptedDuplex(conn), { tlsServer: true })
+      )
+      const fiber = runFork(Effect.scoped(handler(socket)))
+      const done = () => {
+        handlers.delete(fiber)
+        conn.destroy()
+      }
+      if (fiber.pollUnsafe() !== undefined) return done()
+      handlers.add(fiber)
+      fiber.addObserver(done)
+    })
+    yield* Effect.acquireRelease(
+      Effect.callback<void, BindError>((resume) => {
+        const onError = (error: Error) => {
+          server.off("listening", onListening)
+          resume(Effect.fail(new BindError({ address: text, detail: error.message })))
+        }
+        const onListening = () => {
+          server.off("error", onError)
+          // later errors (a failed accept) must not become uncaught exceptions; the listener stays
+          server.on("error", noop)
+          resume(Effect.void)
+        }
+        server.once("error", onError)
+        server.once("listening", onListening)
+        // a large accept backlog: a burst of connecting peers (thousands at a service's start)
+        // must not overflow Node's default of 511, which drops SYNs into a one-second retransmit
+        server.listen(
+          address._tag === "Tcp"
+            ? { host: address.host, port: address.port, backlog: LISTEN_BACKLOG }
+            : { path: address.path, backlog: LISTEN_BACKLOG }
+        )
+      }),
+      () =>
+        Effect.gen(function*() {
+          closing = true
+          const running = Array.from(handlers)
+          handlers.clear()
+          yield* Fiber.interruptAll(running)
+          yield* Effect.callback<void>((resume) => {
+            server.close(() => resume(Effect.void))
+          })
+        })
+    )
     if (address._tag === "Unix") {
       // Only once the listen succeeded: the file is ours to remove.
       yield* Effect.addFinalizer(() =>
@@ -214,20 +271,23 @@ export const listen = <R>(
         })
       )
     }
-    const onSocket = (socket: Socket.Socket) =>
-      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) => {
-        if (Option.isSome(raw)) {
-          const conn = raw.value
-          RawSocket.register(socket, Effect.succeed({ socket: conn }))
-          if (address._tag === "Tcp") {
-            conn.setNoDelay(true)
-            conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
-          }
-        }
-        return handler(socket)
-      })
-    yield* Effect.forkScoped(server.run(onSocket))
-    const bound = server.address
-    if (bound._tag === "UnixPathAddress" || address._tag === "Unix") return address
+    const bound = server.address()
+    if (address._tag === "Unix" || bound === null || typeof bound === "string") return address
     return Address.tcp(address.host, bound.port)
   })
+
+const noop = (): void => {}
+
+/** An accepted socket as `effect/socket` opens it: failed if it already closed or errored. */
+const acceptedDuplex = (conn: Net.Socket): Effect.Effect<Net.Socket, Socket.SocketError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.suspend(() =>
+      conn.destroyed || conn.closed
+        ? Effect.fail(new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) }))
+        : Effect.succeed(conn)
+    ),
+    (conn) =>
+      Effect.sync(() => {
+        if (!conn.closed) conn.destroySoon()
+      })
+  )

@@ -1,14 +1,16 @@
 /**
- * How Duplex's own transport hands a Node socket to the connection: an `effect/socket` Socket it
- * made is registered with an effect that opens (dial) or returns (accept) the `net.Socket`, so
- * the connection reads and writes it directly (see `Connection.start`). Sockets made elsewhere
- * are not registered and run through the `effect/socket` reader and writer.
+ * How Duplex's own transport hands a Node socket to the connection: the `effect/socket` Socket it
+ * returns is a `DirectSocket`, which carries an effect that opens (dial) or returns (accept) the
+ * `net.Socket`, so the connection reads and writes it directly (see `Connection.start`). The
+ * `effect/socket` wrapper (reader, writer) is only made if something uses it, so a thousand
+ * connections do not hold a thousand unused wrappers. Sockets made elsewhere run through the
+ * `effect/socket` reader and writer.
  *
  * @internal
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
+import * as Socket from "effect/socket/Socket"
 import type * as Net from "node:net"
 
 /**
@@ -29,15 +31,39 @@ export interface Opened {
 /** Opens the socket (closed when the scope closes), or fails like `effect/socket` would. */
 export type Opener = Effect.Effect<Opened, Socket.SocketError, Scope.Scope>
 
-const registry = new WeakMap<Socket.Socket, Opener>()
-
-/** @internal */
-export const register = (socket: Socket.Socket, open: Opener): void => {
-  registry.set(socket, open)
+/**
+ * A Socket of Duplex's transport: `open` gives the Node socket to `Connection.start`; `reader`
+ * and `writer` go through an `effect/socket` wrapper made by `wrap` on first use (once).
+ *
+ * @internal
+ */
+export class DirectSocket implements Socket.Socket {
+  readonly [Socket.TypeId]: typeof Socket.TypeId = Socket.TypeId
+  readonly open: Opener
+  private readonly wrap: () => Effect.Effect<Socket.Socket>
+  private wrapped: Socket.Socket | undefined = undefined
+  constructor(open: Opener, wrap: () => Effect.Effect<Socket.Socket>) {
+    this.open = open
+    this.wrap = wrap
+  }
+  private get socket(): Effect.Effect<Socket.Socket> {
+    return Effect.suspend(() => {
+      const wrapped = this.wrapped
+      if (wrapped !== undefined) return Effect.succeed(wrapped)
+      return Effect.map(this.wrap(), (socket) => this.wrapped ??= socket)
+    })
+  }
+  get reader(): Socket.Socket["reader"] {
+    return Effect.flatMap(this.socket, (socket) => socket.reader)
+  }
+  get writer(): Socket.Socket["writer"] {
+    return Effect.flatMap(this.socket, (socket) => socket.writer)
+  }
 }
 
-/** @internal */
-export const opener = (socket: Socket.Socket): Opener | undefined => registry.get(socket)
+/** @internal the direct opener of a socket of Duplex's transport, if it is one. */
+export const opener = (socket: Socket.Socket): Opener | undefined =>
+  socket instanceof DirectSocket ? socket.open : undefined
 
 /** Shared by every socket: what a read puts there is copied out in the same callback. */
 const scratch = new Uint8Array(64 * 1024)
