@@ -909,44 +909,52 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array =>
  * Probes an idle connection: after `interval` without receiving anything, sends a PING (when both
  * sides announced `ping`); if nothing at all arrives within `timeout` after that, the connection
  * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive. A plain
- * timer per connection (no fiber), stopped when the scope closes.
+ * timer per connection (no fiber); `stop` ends it.
  */
-const keepalive = (
-  connection: Connection,
-  keepalive: { readonly interval: Duration.Input; readonly timeout: Duration.Input },
-  fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
-): Effect.Effect<void, never, Scope.Scope> => {
-  const interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
-  const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
-  return Effect.acquireRelease(
-    Effect.sync(() => {
-      let cancel = noop
-      let pingSentAt = 0
-      const schedule = (ms: number) => {
-        cancel = setTimer(ms, tick)
+class Keepalive {
+  private readonly connection: Connection
+  private readonly interval: number
+  private readonly timeout: number
+  private readonly fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
+  private cancel: () => void = noop
+  private pingSentAt = 0
+  constructor(
+    connection: Connection,
+    keepalive: { readonly interval: Duration.Input; readonly timeout: Duration.Input },
+    fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
+  ) {
+    this.connection = connection
+    this.interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
+    this.timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
+    this.fail = fail
+    this.schedule(this.interval)
+  }
+  stop(): void {
+    this.cancel()
+    this.cancel = noop
+  }
+  private schedule(ms: number): void {
+    this.cancel = setTimer(ms, this.tick)
+  }
+  private readonly tick = (): void => {
+    const connection = this.connection
+    if (!connection.isOpen) return
+    const { interval, timeout } = this
+    if (this.pingSentAt > 0) {
+      if (connection.lastReceived < this.pingSentAt) {
+        // an endless timeout waits for the answer for ever, checking every interval
+        if (!Number.isFinite(timeout)) return this.schedule(interval)
+        return connection.lose(this.fail("closed", `no answer to a ping within ${timeout} ms`))
       }
-      const tick = () => {
-        if (!connection.isOpen) return
-        if (pingSentAt > 0) {
-          if (connection.lastReceived < pingSentAt) {
-            // an endless timeout waits for the answer for ever, checking every interval
-            if (!Number.isFinite(timeout)) return schedule(interval)
-            return connection.lose(fail("closed", `no answer to a ping within ${timeout} ms`))
-          }
-          pingSentAt = 0
-        }
-        const idle = Date.now() - connection.lastReceived
-        if (idle < interval) return schedule(interval - idle)
-        if (!connection.supports("ping")) return schedule(interval)
-        pingSentAt = Date.now()
-        connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
-        schedule(Number.isFinite(timeout) ? timeout : interval)
-      }
-      schedule(interval)
-      return () => cancel()
-    }),
-    (stop) => Effect.sync(stop)
-  ).pipe(Effect.asVoid)
+      this.pingSentAt = 0
+    }
+    const idle = Date.now() - connection.lastReceived
+    if (idle < interval) return this.schedule(interval - idle)
+    if (!connection.supports("ping")) return this.schedule(interval)
+    this.pingSentAt = Date.now()
+    connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
+    this.schedule(Number.isFinite(timeout) ? timeout : interval)
+  }
 }
 
 /**
@@ -995,6 +1003,25 @@ const greetingAndHello = (options: ConnectionOptions): Uint8Array => {
 const greetingTimeoutText = (options: ConnectionOptions): string =>
   `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
 
+/**
+ * The connection on a Node socket of Duplex's own transport: the greeting, then every chunk is
+ * decoded and dispatched in the socket's read event, and frames are written with `socket.write`
+ * (see `Connection.writeDirectly`). No fiber per connection: a `DirectLink` holds the reading
+ * state, keepalive and the close, with one finalizer.
+ */
+const startDirect = (
+  open: RawSocket.Opener,
+  options: ConnectionOptions
+): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.mapError(open, (e) => new ConnectionError({ address: options.address, stage: "dial", detail: e.message })),
+    (opened) => {
+      const link = new DirectLink(opened, options)
+      // whatever happens next (a failed greeting included), closing the scope closes the socket
+      return Effect.andThen(Effect.addFinalizer(() => link.close), link.greeted)
+    }
+  )
+
 /** Scratch buffers of a connection reading with `onread`, by the size of what is expected next. */
 const SCRATCH_BYTES = 64 * 1024
 const SCRATCH_AFTER_LARGE_BYTES = 2 * 1024
@@ -1008,206 +1035,235 @@ const sharedScratch = new Uint8Array(SCRATCH_BYTES)
 const sharedSmallScratch = sharedScratch.subarray(0, SCRATCH_AFTER_LARGE_BYTES)
 
 /**
- * Reads with `onread`: into the frame being assembled when there is one (the kernel copies
- * straight into it), else into a scratch buffer whose bytes are copied out for the decoder.
- * After a large frame the scratch is small, so the next large frame's head costs a small copy
- * and the rest of it is read in place.
+ * One direct connection: greeting, then frames, on a `net.Socket`. Reads arrive as `data` events,
+ * or through `onread` (a `ReadSink`) when the socket was opened with it: then a large frame is
+ * read straight into its own buffer (the kernel copies into it), and everything else goes to a
+ * shared scratch buffer whose bytes are copied out for the decoder.
  */
-const readInPlace = (
-  setReader: (sink: RawSocket.ReadSink) => void,
-  decoder: FrameDecoder,
-  onChunk: (chunk: Uint8Array) => void,
-  onFilled: (n: number) => void
-): void => {
-  decoder.assembleLarge = true
-  const scratch = sharedScratch
-  const small = sharedSmallScratch
-  let afterLarge = false
-  let target: Uint8Array | undefined
-  setReader({
-    target: () => {
-      target = decoder.readTarget()
-      return target ?? (afterLarge ? small : scratch)
-    },
-    read: (n, buffer) => {
-      if (target !== undefined && buffer === target) {
-        target = undefined
-        afterLarge = true
-        return onFilled(n)
-      }
-      // copied out: the scratch is read into again (small copies come from Node's buffer pool)
-      onChunk(Buffer.from(buffer.subarray(0, n)))
-      afterLarge = decoder.readTarget() !== undefined
-    }
-  })
-}
+class DirectLink implements RawSocket.ReadSink {
+  private readonly conn: Net.Socket
+  private readonly options: ConnectionOptions
+  private readonly decoder: FrameDecoder
+  /** Set once the greeting completed (then frames are dispatched to it). */
+  private connection: Connection | undefined = undefined
+  private reader: Greeting.GreetingReader | undefined = new Greeting.GreetingReader()
+  /** The greeting's outcome, once known (before the fiber waits for it, or after). */
+  private outcome: Effect.Effect<Connection, ConnectionError> | undefined = undefined
+  private resume: ((effect: Effect.Effect<Connection, ConnectionError>) => void) | undefined = undefined
+  private cancelGreetingTimer: () => void = noop
+  private keepalive: Keepalive | undefined = undefined
+  private closing = false
+  // `onread` state
+  private readInto: Uint8Array | undefined = undefined
+  private afterLarge = false
 
-/**
- * The connection on a Node socket of Duplex's own transport: the greeting, then every chunk is
- * decoded and dispatched in the socket's `data` event, and frames are written with
- * `socket.write` (see `Connection.writeDirectly`). No fiber per connection besides keepalive.
- */
-const startDirect = (
-  open: RawSocket.Opener,
-  options: ConnectionOptions
-): Effect.Effect<Connection, ConnectionError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const address = options.address
-    const fail = (stage: ConnectionError["stage"], detail: string) => new ConnectionError({ address, stage, detail })
-    const opened = yield* open.pipe(Effect.mapError((e) => fail("dial", e.message)))
+  constructor(opened: RawSocket.Opened, options: ConnectionOptions) {
     const conn = opened.socket
-    // whatever happens next (a failed greeting included), closing the scope closes the socket
-    yield* Effect.addFinalizer(() => Effect.sync(() => conn.destroy()))
-    const ours = greetingAndHello(options)
-    const decoder = new FrameDecoder(options.limits)
-
-    // One reader for the connection's life: the greeting first, then frames. What arrives before a
-    // stage is ready (bytes, or the end of the stream) is kept and handed over in order.
-    const early: Array<Uint8Array> = []
-    let endedEarly: { readonly error: Error | undefined } | undefined
-    let onChunk: (chunk: Uint8Array) => void = (chunk) => void early.push(chunk)
-    let onFilled: (n: number) => void = () => {}
-    let onEnd: (error: Error | undefined) => void = (error) => {
-      endedEarly ??= { error }
-    }
-    const onData = (chunk: Uint8Array) => onChunk(chunk)
-    if (opened.setReader !== undefined) {
-      readInPlace(opened.setReader, decoder, (chunk) => onChunk(chunk), (n) => onFilled(n))
-    }
-    const onEndEvent = () => onEnd(undefined)
-    const onError = (error: Error) => onEnd(error)
-    const onClose = () => onEnd(undefined)
+    this.conn = conn
+    this.options = options
+    this.decoder = new FrameDecoder(options.limits)
     // reads arrive through the read sink when the socket was opened with `onread`, else as `data`
-    if (opened.setReader === undefined) conn.on("data", onData)
-    conn.on("end", onEndEvent)
-    conn.on("error", onError)
-    conn.on("close", onClose)
-    const detach = () => {
-      conn.off("data", onData)
-      conn.off("end", onEndEvent)
-      conn.off("error", onError)
-      conn.off("close", onClose)
-    }
-    yield* Effect.addFinalizer(() => Effect.sync(detach))
+    if (opened.setReader !== undefined) {
+      this.decoder.assembleLarge = true
+      opened.setReader(this)
+    } else conn.on("data", this.onData)
+    conn.on("end", this.onEnd)
+    conn.on("error", this.onError)
+    conn.on("close", this.onEnd)
     // an accepted socket may have been paused for us (the listener pauses until a reader exists)
     conn.resume()
-    if (conn.destroyed || conn.readableEnded) onEnd(undefined)
-
+    const ours = greetingAndHello(options)
     if (options.role === "connector") conn.write(ours)
-    const pending: Array<Uint8Array> = []
-    const greeted = yield* Effect.callback<{ readonly id: string }, ConnectionError>((resume) => {
-      const reader = new Greeting.GreetingReader()
-      let done = false
-      const finish = (effect: Effect.Effect<{ readonly id: string }, ConnectionError>) => {
-        if (done) return
-        done = true
-        cancelTimer()
-        resume(effect)
-      }
-      const greetingChunk = (chunk: Uint8Array) => {
-        if (done) return void pending.push(chunk)
-        const result = reader.feed(chunk)
-        if (Result.isFailure(result)) return finish(Effect.fail(fail("greeting", result.failure.message)))
-        const state = result.success
-        if (state._tag !== "Done") return
-        if (state.rest.length > 0) pending.push(state.rest)
-        finish(Effect.succeed({ id: state.id }))
-      }
-      const greetingEnd = (error: Error | undefined) =>
-        finish(
-          Effect.fail(fail("greeting", error === undefined ? "closed before the greeting completed" : error.message))
-        )
-      const cancelTimer = setTimer(
-        Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout)),
-        () =>
-          finish(
-            Effect.fail(
-              fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(options)).message)
-            )
-          )
-      )
-      onChunk = greetingChunk
-      onEnd = greetingEnd
-      for (const chunk of early.splice(0)) greetingChunk(chunk)
-      if (endedEarly !== undefined) greetingEnd(endedEarly.error)
+    this.cancelGreetingTimer = setTimer(
+      Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout)),
+      this.onGreetingTimeout
+    )
+    if (conn.destroyed || conn.readableEnded) this.end(undefined)
+  }
+
+  private fail(stage: ConnectionError["stage"], detail: string): ConnectionError {
+    return new ConnectionError({ address: this.options.address, stage, detail })
+  }
+
+  /** Completes with the connection once the greeting succeeded. */
+  get greeted(): Effect.Effect<Connection, ConnectionError> {
+    return Effect.callback<Connection, ConnectionError>((resume) => {
+      if (this.outcome !== undefined) return resume(this.outcome)
+      this.resume = resume
       return Effect.sync(() => {
-        done = true
-        cancelTimer()
+        this.resume = undefined
+        this.reader = undefined
+        this.cancelGreetingTimer()
       })
     })
-    if (options.role === "binder") conn.write(ours)
+  }
 
-    const connection = new Connection(options, greeted.id)
-    const failed = (error: ProtocolError | undefined): void => {
-      if (error === undefined) return
-      connection.lose(fail("protocol", error.message))
-      conn.destroy()
+  private settleGreeting(outcome: Effect.Effect<Connection, ConnectionError>): void {
+    this.reader = undefined
+    this.cancelGreetingTimer()
+    const resume = this.resume
+    this.resume = undefined
+    if (resume !== undefined) resume(outcome)
+    else this.outcome = outcome
+  }
+
+  private readonly onGreetingTimeout = (): void => {
+    if (this.reader === undefined) return
+    this.settleGreeting(
+      Effect.fail(
+        this.fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(this.options)).message)
+      )
+    )
+  }
+
+  private greet(chunk: Uint8Array, reader: Greeting.GreetingReader): void {
+    const result = reader.feed(chunk)
+    if (Result.isFailure(result)) {
+      return this.settleGreeting(Effect.fail(this.fail("greeting", result.failure.message)))
     }
+    const state = result.success
+    if (state._tag !== "Done") return
+    this.reader = undefined
+    this.cancelGreetingTimer()
+    const options = this.options
+    if (options.role === "binder") this.conn.write(greetingAndHello(options))
+    const connection = new Connection(options, state.id)
+    this.connection = connection
+    connection.writeDirectly(this.conn)
+    // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
+    // connection is returned knowing the remote's capabilities.
+    if (state.rest.length > 0) this.frames(state.rest, connection)
+    if (options.keepalive !== undefined && connection.lostWith === undefined) {
+      this.keepalive = new Keepalive(connection, options.keepalive, (stage, detail) => this.fail(stage, detail))
+    }
+    this.settleGreeting(Effect.succeed(connection))
+  }
+
+  private frames(chunk: Uint8Array, connection: Connection): void {
+    if (connection.lostWith !== undefined) return
+    connection.lastReceived = Date.now()
     // Frames are dispatched inside the socket's read callback, where a throw (a defect in code a
     // frame reaches synchronously) would be an uncaught exception for the whole process: it ends
     // this connection instead.
-    const defect = (e: unknown): void => {
-      connection.lose(fail("read", `dispatching a frame failed: ${e instanceof Error ? e.message : String(e)}`))
-      conn.destroy()
+    try {
+      this.failed(this.decoder.feed(chunk, connection.dispatch), connection)
+    } catch (e) {
+      this.defect(e, connection)
     }
-    const feed = (chunk: Uint8Array): void => {
-      if (connection.lostWith !== undefined) return
-      connection.lastReceived = Date.now()
-      try {
-        failed(decoder.feed(chunk, connection.dispatch))
-      } catch (e) {
-        defect(e)
-      }
-    }
-    onFilled = (n) => {
-      if (connection.lostWith !== undefined) return
-      connection.lastReceived = Date.now()
-      try {
-        failed(decoder.filled(n, connection.dispatch))
-      } catch (e) {
-        defect(e)
-      }
-      if (decoder.readTarget() === undefined) connection.stats.framesReadInPlace++
-    }
-    onEnd = (error) => {
-      if (error !== undefined) return connection.lose(fail("read", error.message))
-      const truncated = decoder.finish()
-      connection.lose(
-        truncated === undefined ? fail("closed", "remote closed the connection") : fail("protocol", truncated.message)
+  }
+
+  private failed(error: ProtocolError | undefined, connection: Connection): void {
+    if (error === undefined) return
+    connection.lose(this.fail("protocol", error.message))
+    this.conn.destroy()
+  }
+
+  private defect(e: unknown, connection: Connection): void {
+    connection.lose(this.fail("read", `dispatching a frame failed: ${e instanceof Error ? e.message : String(e)}`))
+    this.conn.destroy()
+  }
+
+  private chunk(chunk: Uint8Array): void {
+    const connection = this.connection
+    if (connection !== undefined) return this.frames(chunk, connection)
+    const reader = this.reader
+    if (reader !== undefined) return this.greet(chunk, reader)
+    // after a failed greeting: ignored (the socket is being closed)
+  }
+
+  private readonly onData = (chunk: Uint8Array): void => this.chunk(chunk)
+
+  private readonly onEnd = (): void => this.end(undefined)
+
+  private readonly onError = (error: Error): void => this.end(error)
+
+  private end(error: Error | undefined): void {
+    const connection = this.connection
+    if (connection === undefined) {
+      if (this.reader === undefined) return
+      return this.settleGreeting(
+        Effect.fail(this.fail("greeting", error === undefined ? "closed before the greeting completed" : error.message))
       )
     }
-    onChunk = feed
-    connection.writeDirectly(conn)
-    // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
-    // connection is returned knowing the remote's capabilities.
-    for (const chunk of pending) feed(chunk)
-    if (endedEarly !== undefined || conn.destroyed) onEnd(endedEarly?.error)
-
-    yield* Effect.addFinalizer(() =>
-      Effect.callback<void>((resume) => {
-        const last = connection.takeQueued()
-        connection.lose(fail("closed", "closed locally"))
-        // Then close for good once our last bytes left for the kernel (their write callback; at
-        // most a second): a graceful end() would wait forever for a remote that stopped reading.
-        let closed = false
-        const close = () => {
-          if (closed) return
-          closed = true
-          cancelTimer()
-          conn.destroy()
-          resume(Effect.void)
-        }
-        const cancelTimer = setTimer(1000, close)
-        if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
-        // writes complete in order: this one's callback means everything before it went out too
-        conn.write(last ?? emptyPayload, close)
-      })
+    if (connection.lostWith !== undefined) return
+    if (error !== undefined) return connection.lose(this.fail("read", error.message))
+    const truncated = this.decoder.finish()
+    connection.lose(
+      truncated === undefined
+        ? this.fail("closed", "remote closed the connection")
+        : this.fail("protocol", truncated.message)
     )
-    if (options.keepalive !== undefined) {
-      yield* keepalive(connection, options.keepalive, fail)
+  }
+
+  // --- RawSocket.ReadSink (`onread`) -------------------------------------------------------
+
+  target(): Uint8Array {
+    this.readInto = this.decoder.readTarget()
+    return this.readInto ?? (this.afterLarge ? sharedSmallScratch : sharedScratch)
+  }
+
+  read(n: number, buffer: Uint8Array): void {
+    if (this.readInto !== undefined && buffer === this.readInto) {
+      this.readInto = undefined
+      this.afterLarge = true
+      return this.filled(n)
     }
-    return connection
-  })
+    // copied out: the scratch is read into again (small copies come from Node's buffer pool)
+    this.chunk(Buffer.from(buffer.subarray(0, n)))
+    this.afterLarge = this.decoder.readTarget() !== undefined
+  }
+
+  private filled(n: number): void {
+    const connection = this.connection
+    if (connection === undefined || connection.lostWith !== undefined) return
+    connection.lastReceived = Date.now()
+    try {
+      this.failed(this.decoder.filled(n, connection.dispatch), connection)
+    } catch (e) {
+      this.defect(e, connection)
+    }
+    if (this.decoder.readTarget() === undefined) connection.stats.framesReadInPlace++
+  }
+
+  // --- closing -----------------------------------------------------------------------------
+
+  /**
+   * Ends the connection (its channels fail with `ConnectionLost`), then closes the socket once
+   * our last bytes left for the kernel (their write callback; at most a second): a graceful
+   * `end()` would wait forever for a remote that stopped reading.
+   */
+  get close(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.closing) return resume(Effect.void)
+      this.closing = true
+      this.keepalive?.stop()
+      this.cancelGreetingTimer()
+      this.reader = undefined
+      const conn = this.conn
+      const connection = this.connection
+      const last = connection?.takeQueued()
+      connection?.lose(this.fail("closed", "closed locally"))
+      let closed = false
+      const close = () => {
+        if (closed) return
+        closed = true
+        cancelTimer()
+        conn.destroy()
+        conn.off("data", this.onData)
+        conn.off("end", this.onEnd)
+        conn.off("error", this.onError)
+        conn.off("close", this.onEnd)
+        // an error the destroyed socket still reports must not become an uncaught exception
+        conn.on("error", noop)
+        resume(Effect.void)
+      }
+      const cancelTimer = setTimer(1000, close)
+      if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
+      // writes complete in order: this one's callback means everything before it went out too
+      conn.write(last ?? emptyPayload, close)
+    })
+  }
+}
 
 const noop = (): void => {}
 
@@ -1347,7 +1403,8 @@ const startOnSocket = (
       scope
     )
     if (options.keepalive !== undefined) {
-      yield* Scope.provide(keepalive(connection, options.keepalive, fail), scope)
+      const probe = new Keepalive(connection, options.keepalive, fail)
+      yield* Scope.addFinalizer(scope, Effect.sync(() => probe.stop()))
     }
     return connection
   })

@@ -95,8 +95,8 @@ export class GreetingReader {
     this.buf.set(chunk.subarray(0, take), this.filled)
     this.filled += take
     if (this.filled < GREETING_LENGTH) return Result.succeed(pending)
-    let text = ""
-    for (let i = 0; i < GREETING_LENGTH; i++) text += String.fromCharCode(this.buf[i]!)
+    // one flat string (a `+=` loop would build 36 rope pieces)
+    const text = String.fromCharCode(...this.buf)
     return Result.map(parseId(text), (id) => ({ _tag: "Done", id, rest: chunk.subarray(take) }))
   }
 }

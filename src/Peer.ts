@@ -442,21 +442,33 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     const limits: PeerLimits = { ...defaultPeerLimits, ...options.limits }
     const reconnect = options.reconnect ?? defaultReconnect
     const connectTimeout = options.connectTimeout ?? defaults.connectTimeout
-    const greetingTimeout = options.limits?.greetingTimeout ?? options.greetingTimeout ?? limits.greetingTimeout
+    // durations are converted once here, not for every connection
+    const duration = (name: string, input: Duration.Input) =>
+      Effect.mapError(
+        Effect.fromOption(Duration.fromInput(input)),
+        () => new InvalidOptions({ detail: `${name}: not a duration: ${String(input)}` })
+      )
+    const greetingTimeout = yield* duration(
+      "greetingTimeout",
+      options.limits?.greetingTimeout ?? options.greetingTimeout ?? limits.greetingTimeout
+    )
     const edgeCapacity = options.limits?.maxPendingOpens ?? options.edgeQueueCapacity ?? limits.maxPendingOpens
     const whenFull = options.whenEdgeQueueFull ?? defaults.whenEdgeQueueFull
     const writeHighWaterMark = options.writeHighWaterMark ?? defaults.writeHighWaterMark
-    const keepalive = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
+    const keepaliveInput = options.keepalive === false ? undefined : options.keepalive ?? defaults.keepalive
     const window = options.flowControlWindow ?? defaults.flowControlWindow
     if (window !== false && !(Number.isSafeInteger(window) && window > 0 && window < 2 ** 32)) {
       return yield* new InvalidOptions({ detail: `flowControlWindow must be false or an integer in 1..2^32-1` })
     }
-    if (keepalive !== undefined) {
-      const interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
-      const timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
-      if (!(interval > 0 && timeout > 0)) {
-        return yield* new InvalidOptions({ detail: "keepalive interval and timeout must be positive" })
-      }
+    const keepalive = keepaliveInput === undefined ? undefined : {
+      interval: yield* duration("keepalive.interval", keepaliveInput.interval),
+      timeout: yield* duration("keepalive.timeout", keepaliveInput.timeout)
+    }
+    if (
+      keepalive !== undefined &&
+      !(Duration.toMillis(keepalive.interval) > 0 && Duration.toMillis(keepalive.timeout) > 0)
+    ) {
+      return yield* new InvalidOptions({ detail: "keepalive interval and timeout must be positive" })
     }
     const capabilities = Headers.make(
       window === false || window <= 0 ? { ping: "", goaway: "" } : { ping: "", goaway: "", credit: String(window) }
