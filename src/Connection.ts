@@ -157,7 +157,12 @@ export class Connection {
   private writableWaiters: Array<(effect: Effect.Effect<void>) => void> = []
   private nextCompact: number
   private nextLegacy: number
-  private readonly closedDeferred = Deferred.makeUnsafe<ConnectionError>()
+  /** Made when someone waits for `closed` (most connections are never awaited this way). */
+  private closedDeferred: Deferred.Deferred<ConnectionError> | undefined = undefined
+  /** Why the connection ended, once it has. */
+  closedWith: ConnectionError | undefined = undefined
+  /** @internal called once when the connection is lost (the direct link closes its socket). */
+  onLost: ((error: ConnectionError) => void) | undefined = undefined
   readonly writable: Effect.Effect<void>
 
   constructor(options: ConnectionOptions, remoteId: string) {
@@ -185,6 +190,10 @@ export class Connection {
 
   /** Completes with the reason once the connection has ended. */
   get closed(): Effect.Effect<ConnectionError> {
+    if (this.closedDeferred === undefined) {
+      this.closedDeferred = Deferred.makeUnsafe<ConnectionError>()
+      if (this.closedWith !== undefined) Deferred.doneUnsafe(this.closedDeferred, Exit.succeed(this.closedWith))
+    }
     return Deferred.await(this.closedDeferred)
   }
 
@@ -525,7 +534,9 @@ export class Connection {
       this.writerWake = undefined
       wake(Effect.void)
     }
-    Deferred.doneUnsafe(this.closedDeferred, Exit.succeed(error))
+    this.closedWith = error
+    if (this.closedDeferred !== undefined) Deferred.doneUnsafe(this.closedDeferred, Exit.succeed(error))
+    this.onLost?.(error)
   }
 
   private releaseWaiters(): void {
@@ -1016,11 +1027,46 @@ const startDirect = (
   Effect.flatMap(
     Effect.mapError(open, (e) => new ConnectionError({ address: options.address, stage: "dial", detail: e.message })),
     (opened) => {
-      const link = new DirectLink(opened, options)
+      const link = new DirectLink(opened, options, undefined)
       // whatever happens next (a failed greeting included), closing the scope closes the socket
       return Effect.andThen(Effect.addFinalizer(() => link.close), link.greeted)
     }
   )
+
+/**
+ * What a `Link` (a connection run without a scope, see `startLink`) tells its owner.
+ *
+ * @internal
+ */
+export interface LinkHooks {
+  /** The greeting succeeded: the connection carries frames from now on. */
+  readonly onGreeted: (connection: Connection) => void
+  /**
+   * The socket is closed: after a failed greeting (`connection` undefined), or once the
+   * connection ended (`connection.closedWith` says why).
+   */
+  readonly onClosed: (connection: Connection | undefined) => void
+}
+
+/**
+ * A connection run without a fiber or scope: it closes its socket by itself once the connection
+ * ends; `close` ends it (after a last flush of queued frames).
+ *
+ * @internal
+ */
+export interface Link {
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * Starts a connection on an accepted Node socket without a fiber or scope (a listener with
+ * thousands of connections holds one small object per connection): `hooks` hear about the
+ * greeting and the end; closing is `Link.close`.
+ *
+ * @internal
+ */
+export const startLink = (socket: Net.Socket, options: ConnectionOptions, hooks: LinkHooks): Link =>
+  new DirectLink({ socket }, options, hooks)
 
 /** Scratch buffers of a connection reading with `onread`, by the size of what is expected next. */
 const SCRATCH_BYTES = 64 * 1024
@@ -1052,15 +1098,19 @@ class DirectLink implements RawSocket.ReadSink {
   private resume: ((effect: Effect.Effect<Connection, ConnectionError>) => void) | undefined = undefined
   private cancelGreetingTimer: () => void = noop
   private keepalive: Keepalive | undefined = undefined
-  private closing = false
+  private readonly hooks: LinkHooks | undefined
+  /** 0: open, 1: closing (waiting for the last write), 2: closed. */
+  private closeState: 0 | 1 | 2 = 0
+  private closeWaiters: Array<() => void> | undefined = undefined
   // `onread` state
   private readInto: Uint8Array | undefined = undefined
   private afterLarge = false
 
-  constructor(opened: RawSocket.Opened, options: ConnectionOptions) {
+  constructor(opened: RawSocket.Opened, options: ConnectionOptions, hooks: LinkHooks | undefined) {
     const conn = opened.socket
     this.conn = conn
     this.options = options
+    this.hooks = hooks
     this.decoder = new FrameDecoder(options.limits)
     // reads arrive through the read sink when the socket was opened with `onread`, else as `data`
     if (opened.setReader !== undefined) {
@@ -1107,20 +1157,22 @@ class DirectLink implements RawSocket.ReadSink {
     else this.outcome = outcome
   }
 
+  /** The greeting failed: the socket is closed (at once when nobody owns the link's scope). */
+  private greetingFailed(error: ConnectionError): void {
+    this.settleGreeting(Effect.fail(error))
+    if (this.hooks !== undefined) this.shutdown()
+  }
+
   private readonly onGreetingTimeout = (): void => {
     if (this.reader === undefined) return
-    this.settleGreeting(
-      Effect.fail(
-        this.fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(this.options)).message)
-      )
+    this.greetingFailed(
+      this.fail("greeting", ProtocolError.fromReason("GreetingTimeout", greetingTimeoutText(this.options)).message)
     )
   }
 
   private greet(chunk: Uint8Array, reader: Greeting.GreetingReader): void {
     const result = reader.feed(chunk)
-    if (Result.isFailure(result)) {
-      return this.settleGreeting(Effect.fail(this.fail("greeting", result.failure.message)))
-    }
+    if (Result.isFailure(result)) return this.greetingFailed(this.fail("greeting", result.failure.message))
     const state = result.success
     if (state._tag !== "Done") return
     this.reader = undefined
@@ -1129,15 +1181,21 @@ class DirectLink implements RawSocket.ReadSink {
     if (options.role === "binder") this.conn.write(greetingAndHello(options))
     const connection = new Connection(options, state.id)
     this.connection = connection
+    // once lost (remote closed, protocol error, keepalive, `lose`), the socket is closed
+    connection.onLost = this.onLost
     connection.writeDirectly(this.conn)
     // Bytes that came with the greeting (usually the remote's HELLO) are dispatched now, so the
     // connection is returned knowing the remote's capabilities.
     if (state.rest.length > 0) this.frames(state.rest, connection)
-    if (options.keepalive !== undefined && connection.lostWith === undefined) {
+    if (connection.lostWith !== undefined) return this.settleGreeting(Effect.succeed(connection))
+    if (options.keepalive !== undefined) {
       this.keepalive = new Keepalive(connection, options.keepalive, (stage, detail) => this.fail(stage, detail))
     }
+    this.hooks?.onGreeted(connection)
     this.settleGreeting(Effect.succeed(connection))
   }
+
+  private readonly onLost = (): void => this.shutdown()
 
   private frames(chunk: Uint8Array, connection: Connection): void {
     if (connection.lostWith !== undefined) return
@@ -1181,8 +1239,8 @@ class DirectLink implements RawSocket.ReadSink {
     const connection = this.connection
     if (connection === undefined) {
       if (this.reader === undefined) return
-      return this.settleGreeting(
-        Effect.fail(this.fail("greeting", error === undefined ? "closed before the greeting completed" : error.message))
+      return this.greetingFailed(
+        this.fail("greeting", error === undefined ? "closed before the greeting completed" : error.message)
       )
     }
     if (connection.lostWith !== undefined) return
@@ -1230,37 +1288,47 @@ class DirectLink implements RawSocket.ReadSink {
   /**
    * Ends the connection (its channels fail with `ConnectionLost`), then closes the socket once
    * our last bytes left for the kernel (their write callback; at most a second): a graceful
-   * `end()` would wait forever for a remote that stopped reading.
+   * `end()` would wait forever for a remote that stopped reading. Idempotent.
    */
+  private shutdown(): void {
+    if (this.closeState !== 0) return
+    this.closeState = 1
+    this.keepalive?.stop()
+    this.cancelGreetingTimer()
+    this.reader = undefined
+    const conn = this.conn
+    const connection = this.connection
+    const last = connection?.takeQueued()
+    connection?.lose(this.fail("closed", "closed locally"))
+    let cancelTimer = noop
+    const close = () => {
+      if (this.closeState === 2) return
+      this.closeState = 2
+      cancelTimer()
+      conn.destroy()
+      conn.off("data", this.onData)
+      conn.off("end", this.onEnd)
+      conn.off("error", this.onError)
+      conn.off("close", this.onEnd)
+      // an error the destroyed socket still reports must not become an uncaught exception
+      conn.on("error", noop)
+      const waiters = this.closeWaiters
+      this.closeWaiters = undefined
+      if (waiters !== undefined) { for (const resume of waiters) resume() }
+      this.hooks?.onClosed(connection)
+    }
+    if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
+    cancelTimer = setTimer(1000, close)
+    // writes complete in order: this one's callback means everything before it went out too
+    conn.write(last ?? emptyPayload, close)
+  }
+
+  /** Closes the link (see `shutdown`) and waits until its socket is closed. */
   get close(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.closing) return resume(Effect.void)
-      this.closing = true
-      this.keepalive?.stop()
-      this.cancelGreetingTimer()
-      this.reader = undefined
-      const conn = this.conn
-      const connection = this.connection
-      const last = connection?.takeQueued()
-      connection?.lose(this.fail("closed", "closed locally"))
-      let closed = false
-      const close = () => {
-        if (closed) return
-        closed = true
-        cancelTimer()
-        conn.destroy()
-        conn.off("data", this.onData)
-        conn.off("end", this.onEnd)
-        conn.off("error", this.onError)
-        conn.off("close", this.onEnd)
-        // an error the destroyed socket still reports must not become an uncaught exception
-        conn.on("error", noop)
-        resume(Effect.void)
-      }
-      const cancelTimer = setTimer(1000, close)
-      if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
-      // writes complete in order: this one's callback means everything before it went out too
-      conn.write(last ?? emptyPayload, close)
+      if (this.closeState === 2) return resume(Effect.void)
+      ;(this.closeWaiters ??= []).push(() => resume(Effect.void))
+      this.shutdown()
     })
   }
 }

@@ -33,6 +33,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
+import type * as Net from "node:net"
 import * as Address from "./Address.ts"
 import type * as Channel from "./Channel.ts"
 import * as Connection from "./Connection.ts"
@@ -671,6 +672,18 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       PubSub.publishUnsafe(events, { _tag: "Disconnected", remote: info, reason })
     }
 
+    const connectionOptions = (role: Connection.Role, address: string): Connection.ConnectionOptions => ({
+      localId: id,
+      role,
+      address,
+      greetingTimeout,
+      limits,
+      capabilities,
+      writeHighWaterMark,
+      onIncoming,
+      keepalive
+    })
+
     const runConnection = (
       socket: Socket.Socket,
       role: Connection.Role,
@@ -678,17 +691,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     ): Effect.Effect<Connection.ConnectionError, Connection.ConnectionError> =>
       Effect.scoped(
         Effect.gen(function*() {
-          const connection = yield* Connection.start(socket, {
-            localId: id,
-            role,
-            address,
-            greetingTimeout,
-            limits,
-            capabilities,
-            writeHighWaterMark,
-            onIncoming,
-            keepalive
-          })
+          const connection = yield* Connection.start(socket, connectionOptions(role, address))
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => unregister(connection, connection.lostWith?.message ?? "closed"))
           )
@@ -705,11 +708,35 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       Effect.gen(function*() {
         const address = yield* Effect.fromResult(Address.fromInput(input))
         let text = Address.format(address)
-        const bound = yield* Transport.listen(
-          address,
-          // while draining, sockets still arriving are closed at once (the handler just returns)
-          (socket) => draining ? refuseSocket(socket) : Effect.ignore(runConnection(socket, "binder", text))
-        ).pipe(Scope.provide(transports))
+        // Accepted connections run without a fiber each (a link per socket, see
+        // `Connection.startLink`); the listener's scope closes those still open, then the listener.
+        const links = new Set<Connection.Link>()
+        let linkOptions: Connection.ConnectionOptions | undefined
+        const accept = (socket: Net.Socket): void => {
+          // while draining, sockets still arriving are closed at once
+          if (draining || closed) return void socket.destroy()
+          linkOptions ??= connectionOptions("binder", text)
+          const link = Connection.startLink(socket, linkOptions, {
+            onGreeted: (connection) => register(connection, "incoming"),
+            onClosed: (connection) => {
+              links.delete(link)
+              if (connection !== undefined) unregister(connection, connection.closedWith?.message ?? "closed")
+            }
+          })
+          links.add(link)
+        }
+        const bound = yield* Scope.provide(
+          Effect.tap(
+            Transport.listenNet(address, accept),
+            () =>
+              Effect.addFinalizer(() =>
+                Effect.suspend(() =>
+                  Effect.forEach(Array.from(links), (link) => link.close, { concurrency: "unbounded", discard: true })
+                )
+              )
+          ),
+          transports
+        )
         text = Address.format(bound)
         return text
       })
@@ -739,15 +766,6 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       })
 
     const dialers = new Map<string, Fiber.Fiber<void>>()
-
-    /** Closes a socket accepted while draining (attach it, then destroy it at once). */
-    const refuseSocket = (socket: Socket.Socket): Effect.Effect<void> =>
-      Effect.scoped(
-        Effect.flatMap(
-          socket.reader,
-          () => Effect.flatMap(socket.writer, (writer) => writer.write(new Socket.CloseEvent(1000)))
-        )
-      ).pipe(Effect.ignore)
 
     const disconnect: Peer["disconnect"] = (input, disconnectOptions = {}) =>
       Effect.gen(function*() {

@@ -197,22 +197,9 @@ export const listen = <R>(
   handler: (socket: Socket.Socket) => Effect.Effect<void, never, R>
 ): Effect.Effect<Address.Address, BindError, Scope.Scope | R> =>
   Effect.gen(function*() {
-    const text = Address.format(address)
-    if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
     const runFork = Effect.runForkWith(Context.omit(Scope.Scope)(yield* Effect.context<R>()))
-    // A plain `net.Server`: per accepted socket only the handler's fiber and a `DirectSocket`
-    // (no `effect/socket` wrapper unless the handler uses one).
-    const server = Net.createServer({ pauseOnConnect: true })
     const handlers = new Set<Fiber.Fiber<void>>()
-    let closing = false
-    server.on("connection", (conn: Net.Socket) => {
-      if (closing) return void conn.destroy()
-      if (address._tag === "Tcp") {
-        conn.setNoDelay(true)
-        conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
-      }
-      // errors before the connection's own listeners are attached are reported by its reads
-      conn.on("error", noop)
+    const bound = yield* listenNet(address, (conn) => {
       const socket = new RawSocket.DirectSocket(
         Effect.succeed({ socket: conn }),
         () => NodeSocket.fromDuplex(acceptedDuplex(conn), { tlsServer: true })
@@ -225,6 +212,48 @@ export const listen = <R>(
       if (fiber.pollUnsafe() !== undefined) return done()
       handlers.add(fiber)
       fiber.addObserver(done)
+    })
+    // runs before the listener closes (finalizers run in reverse order)
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const running = Array.from(handlers)
+        handlers.clear()
+        return Fiber.interruptAll(running)
+      })
+    )
+    return bound
+  })
+
+/**
+ * Listens on `address` with a plain `net.Server` and hands every accepted socket (paused, with
+ * `noDelay` and TCP keepalive on TCP) to `onConnection`, until the scope closes: then the
+ * listener stops, sockets still open are destroyed, and the close waits for the server. Returns
+ * the bound address. The base of `listen`, and of `Peer`, which runs accepted connections
+ * without a fiber each.
+ *
+ * @internal
+ */
+export const listenNet = (
+  address: Address.Address,
+  onConnection: (conn: Net.Socket) => void
+): Effect.Effect<Address.Address, BindError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const text = Address.format(address)
+    if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
+    const server = Net.createServer({ pauseOnConnect: true })
+    const open = new Set<Net.Socket>()
+    let closing = false
+    server.on("connection", (conn: Net.Socket) => {
+      if (closing) return void conn.destroy()
+      if (address._tag === "Tcp") {
+        conn.setNoDelay(true)
+        conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
+      }
+      // errors before the connection's own listeners are attached are reported by its reads
+      conn.on("error", noop)
+      open.add(conn)
+      conn.once("close", () => open.delete(conn))
+      onConnection(conn)
     })
     yield* Effect.acquireRelease(
       Effect.callback<void, BindError>((resume) => {
@@ -249,14 +278,11 @@ export const listen = <R>(
         )
       }),
       () =>
-        Effect.gen(function*() {
+        Effect.callback<void>((resume) => {
           closing = true
-          const running = Array.from(handlers)
-          handlers.clear()
-          yield* Fiber.interruptAll(running)
-          yield* Effect.callback<void>((resume) => {
-            server.close(() => resume(Effect.void))
-          })
+          // the close completes once every accepted socket is closed
+          server.close(() => resume(Effect.void))
+          for (const conn of Array.from(open)) conn.destroy()
         })
     )
     if (address._tag === "Unix") {
