@@ -136,7 +136,7 @@ export class Connection {
   readonly role: Role
   readonly address: string
   readonly channels = new Map<number, ChannelImpl>()
-  readonly stats: Stats = {
+  private readonly counters: Stats = {
     framesIn: 0,
     framesOut: 0,
     droppedUnknownChannel: 0,
@@ -146,6 +146,28 @@ export class Connection {
     refusedOpens: 0,
     framesReadInPlace: 0
   }
+  // the per-frame counters live on the connection itself (one object less to touch per frame)
+  private framesInCount = 0
+  private framesOutCount = 0
+
+  /** Counters of this connection (one object, updated when read). */
+  get stats(): Stats {
+    const stats = this.counters
+    stats.framesIn = this.framesInCount
+    stats.framesOut = this.framesOutCount
+    return stats
+  }
+
+  /** @internal a frame arrived for a channel whose remote half had ended. */
+  countDroppedAfterEnd(): void {
+    this.counters.droppedAfterEnd++
+  }
+
+  /** @internal a large frame was read straight into its own buffer. */
+  countReadInPlace(): void {
+    this.counters.framesReadInPlace++
+  }
+
   /** Capabilities from the remote's HELLO; `undefined` for an original peer (or before it arrived). */
   remoteCapabilities: Headers.Headers | undefined = undefined
   /** Set once the connection is gone; channels opened afterwards fail at once. */
@@ -163,10 +185,30 @@ export class Connection {
   closedWith: ConnectionError | undefined = undefined
   /** @internal called once when the connection is lost (the direct link closes its socket). */
   onLost: ((error: ConnectionError) => void) | undefined = undefined
-  readonly writable: Effect.Effect<void>
+  private writableEffect: Effect.Effect<void> | undefined = undefined
+
+  /** Completes once the queued bytes are below the high-water mark (or the connection is gone). */
+  get writable(): Effect.Effect<void> {
+    return this.writableEffect ??= Effect.callback<void>((resume) => {
+      if (this.encoder.pending < this.highWaterMark || this.lostWith !== undefined) {
+        return resume(Effect.void)
+      }
+      this.writableWaiters.push(resume)
+    })
+  }
+
+  /** `options.writeHighWaterMark` and `options.limits.maxFrameBytes`, read on every frame. */
+  private readonly highWaterMark: number
+  private readonly maxFrameBytesValue: number
+  private readonly maxChannels: number
+  private readonly onIncoming: (channel: ChannelImpl) => void
 
   constructor(options: ConnectionOptions, remoteId: string) {
     this.options = options
+    this.highWaterMark = options.writeHighWaterMark
+    this.maxFrameBytesValue = options.limits.maxFrameBytes
+    this.maxChannels = options.limits.maxChannelsPerConnection
+    this.onIncoming = options.onIncoming
     this.localId = options.localId
     this.remoteId = remoteId
     this.role = options.role
@@ -175,12 +217,6 @@ export class Connection {
     this.localWindowValue = Number.isSafeInteger(window) && window > 0 ? window : 0
     this.nextCompact = options.role === "connector" ? 0 : 1
     this.nextLegacy = LEGACY_CHANNEL_BASE + this.nextCompact
-    this.writable = Effect.callback<void>((resume) => {
-      if (this.encoder.pending < this.options.writeHighWaterMark || this.lostWith !== undefined) {
-        return resume(Effect.void)
-      }
-      this.writableWaiters.push(resume)
-    })
   }
 
   /** True while the connection can carry frames. */
@@ -210,7 +246,7 @@ export class Connection {
   push(frame: Frame.Frame): void {
     if (this.lostWith !== undefined) return
     this.encoder.write(frame)
-    this.stats.framesOut++
+    this.framesOutCount++
     this.scheduleFlush()
   }
 
@@ -227,7 +263,7 @@ export class Connection {
   ): number {
     if (this.lostWith !== undefined) return 0
     const n = this.encoder.writeDataWith(channel, headers, last, value, fill)
-    this.stats.framesOut++
+    this.framesOutCount++
     this.scheduleFlush()
     return n
   }
@@ -287,7 +323,7 @@ export class Connection {
     }
     // Nothing of ours left in the socket's buffers: the encoder may reuse that memory.
     if (socket.writableLength === 0) this.encoder.recycle()
-    if (this.encoder.pending < this.options.writeHighWaterMark) this.releaseWaiters()
+    if (this.encoder.pending < this.highWaterMark) this.releaseWaiters()
   }
 
   private readonly wakeWriter = (): void => {
@@ -301,7 +337,7 @@ export class Connection {
 
   /** Whether sends must wait for the writer (queued bytes above the high-water mark). */
   get congested(): boolean {
-    return this.encoder.pending >= this.options.writeHighWaterMark
+    return this.encoder.pending >= this.highWaterMark
   }
 
   /** Opens a channel on this connection and sends its OPEN frame. */
@@ -340,7 +376,7 @@ export class Connection {
 
   /** Dispatches one decoded frame (called by the read loop). */
   readonly dispatch = (frame: Frame.Frame): void => {
-    this.stats.framesIn++
+    this.framesInCount++
     switch (frame.type) {
       case FrameType.Data:
         return this.handleData(frame)
@@ -360,14 +396,14 @@ export class Connection {
         this.options.onGoAway?.(this)
         return
       default:
-        this.stats.droppedUnknownType++
+        this.counters.droppedUnknownType++
     }
   }
 
   private handleData(frame: Frame.Frame): void {
     const channel = this.channels.get(frame.channel)
     if (channel === undefined) {
-      this.stats.droppedUnknownChannel++
+      this.counters.droppedUnknownChannel++
       return
     }
     channel.receive(frame)
@@ -375,12 +411,12 @@ export class Connection {
 
   private handleOpen(frame: Frame.Frame): void {
     if (this.channels.has(frame.channel)) {
-      this.stats.droppedDuplicateOpen++
+      this.counters.droppedDuplicateOpen++
       return
     }
-    if (this.remoteOpened >= this.options.limits.maxChannelsPerConnection) {
+    if (this.remoteOpened >= this.maxChannels) {
       // protect this peer, keep the connection: refuse this channel only
-      this.stats.refusedOpens++
+      this.counters.refusedOpens++
       this.pushReply(
         Frame.make(FrameType.Data, frame.channel, "", limitHeaders, "duplex: too many open channels", true, null)
       )
@@ -389,7 +425,7 @@ export class Connection {
     const channel = new ChannelImpl(this, frame.channel, frame.method, frame.headers, "incoming")
     this.remoteOpened++
     this.channels.set(frame.channel, channel)
-    this.options.onIncoming(channel)
+    this.onIncoming(channel)
   }
 
   /** Extension frames count only from a remote that announced the extension (else: unknown type). */
@@ -398,14 +434,14 @@ export class Connection {
   }
 
   private dropUnknown(): void {
-    this.stats.droppedUnknownType++
+    this.counters.droppedUnknownType++
   }
 
   private handleCredit(frame: Frame.Frame): void {
     const channel = this.channels.get(frame.channel)
     const payload = frame.payload
     if (channel === undefined || payload === null || payload.length !== 4) {
-      this.stats.droppedUnknownChannel++
+      this.counters.droppedUnknownChannel++
       return
     }
     channel.addCredit(new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0))
@@ -422,7 +458,7 @@ export class Connection {
    * high-water mark plus one frame the connection is closed instead.
    */
   pushReply(frame: Frame.Frame): void {
-    if (this.encoder.pending > this.options.writeHighWaterMark + this.options.limits.maxFrameBytes) {
+    if (this.encoder.pending > this.highWaterMark + this.options.limits.maxFrameBytes) {
       this.lose(
         new ConnectionError({
           address: this.address,
@@ -455,7 +491,7 @@ export class Connection {
 
   /** The largest frame the remote accepts from us (ours, as a conservative stand-in). */
   get maxFrameBytes(): number {
-    return this.options.limits.maxFrameBytes
+    return this.maxFrameBytesValue
   }
 
   /** When the last bytes arrived (ms since epoch); any frame counts as a sign of life. */
@@ -720,7 +756,7 @@ export class ChannelImpl implements Channel.Channel {
         return
       }
       if (this.remoteEnded) {
-        this.connection.stats.droppedAfterEnd++
+        this.connection.countDroppedAfterEnd()
         return
       }
       this.remoteEnded = true
@@ -739,7 +775,7 @@ export class ChannelImpl implements Channel.Channel {
       return
     }
     if (this.remoteEnded) {
-      this.connection.stats.droppedAfterEnd++
+      this.connection.countDroppedAfterEnd()
       return
     }
     if (this.firstHeaders === undefined) this.firstHeaders = frame.headers
@@ -1280,7 +1316,7 @@ class DirectLink implements RawSocket.ReadSink {
     } catch (e) {
       this.defect(e, connection)
     }
-    if (this.decoder.readTarget() === undefined) connection.stats.framesReadInPlace++
+    if (this.decoder.readTarget() === undefined) connection.countReadInPlace()
   }
 
   // --- closing -----------------------------------------------------------------------------

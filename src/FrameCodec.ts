@@ -207,7 +207,7 @@ export class FrameEncoder {
   }
 
   /** Slabs left behind by `ensure` whose flushed bytes may still be in use. */
-  private retired: Array<Uint8Array> = []
+  private retired: Array<Uint8Array> | undefined = undefined
   /** Slabs free for reuse (at most `POOL_SLABS`). */
   private pool: Array<Uint8Array> = []
 
@@ -219,9 +219,9 @@ export class FrameEncoder {
   recycle(): void {
     if (this.start === this.pos) this.start = this.pos = 0
     const retired = this.retired
-    if (retired.length === 0) return
+    if (retired === undefined) return
     for (let i = 0; i < retired.length && this.pool.length < POOL_SLABS; i++) this.pool.push(retired[i]!)
-    this.retired = []
+    this.retired = undefined
   }
 
   private ensure(size: number): void {
@@ -234,7 +234,8 @@ export class FrameEncoder {
     next.set(this.buf.subarray(this.start, this.pos), 0)
     // The old slab: flushed bytes in it may still be in use until `recycle`; without any, it is free.
     if (this.start > 0) {
-      if (this.retired.length < POOL_SLABS) this.retired.push(this.buf)
+      const retired = this.retired ??= []
+      if (retired.length < POOL_SLABS) retired.push(this.buf)
     } else if (this.pool.length < POOL_SLABS && this.buf.length >= FIRST_SLAB * 2) this.pool.push(this.buf)
     this.buf = next
     this.start = 0
