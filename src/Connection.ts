@@ -955,15 +955,16 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array =>
 /**
  * Probes an idle connection: after `interval` without receiving anything, sends a PING (when both
  * sides announced `ping`); if nothing at all arrives within `timeout` after that, the connection
- * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive. A plain
- * timer per connection (no fiber); `stop` ends it.
+ * is lost. Without `ping` support (an original peer) it only relies on TCP keepalive. No timer of
+ * its own: one timer checks every probe of the process (see `probes`); `stop` ends it.
  */
 class Keepalive {
   private readonly connection: Connection
-  private readonly interval: number
-  private readonly timeout: number
+  readonly interval: number
+  readonly timeout: number
   private readonly fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
-  private cancel: () => void = noop
+  /** When the probe acts next (ms since epoch). */
+  private deadline: number
   private pingSentAt = 0
   constructor(
     connection: Connection,
@@ -971,37 +972,82 @@ class Keepalive {
     fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
   ) {
     this.connection = connection
-    this.interval = Duration.toMillis(Duration.fromInputUnsafe(keepalive.interval))
-    this.timeout = Duration.toMillis(Duration.fromInputUnsafe(keepalive.timeout))
+    this.interval = millisOf(keepalive.interval)
+    this.timeout = millisOf(keepalive.timeout)
     this.fail = fail
-    this.schedule(this.interval)
+    this.deadline = Date.now() + this.interval
+    addProbe(this)
   }
   stop(): void {
-    this.cancel()
-    this.cancel = noop
+    probes.delete(this)
   }
-  private schedule(ms: number): void {
-    this.cancel = setTimer(ms, this.tick)
-  }
-  private readonly tick = (): void => {
+  /** Called by the probes' timer: acts when the deadline has passed. */
+  check(now: number): void {
+    if (now < this.deadline) return
     const connection = this.connection
-    if (!connection.isOpen) return
+    if (!connection.isOpen) return this.stop()
     const { interval, timeout } = this
     if (this.pingSentAt > 0) {
       if (connection.lastReceived < this.pingSentAt) {
         // an endless timeout waits for the answer for ever, checking every interval
-        if (!Number.isFinite(timeout)) return this.schedule(interval)
+        if (!Number.isFinite(timeout)) {
+          this.deadline = now + interval
+          return
+        }
+        this.stop()
         return connection.lose(this.fail("closed", `no answer to a ping within ${timeout} ms`))
       }
       this.pingSentAt = 0
     }
-    const idle = Date.now() - connection.lastReceived
-    if (idle < interval) return this.schedule(interval - idle)
-    if (!connection.supports("ping")) return this.schedule(interval)
-    this.pingSentAt = Date.now()
+    const idle = now - connection.lastReceived
+    if (idle < interval) {
+      this.deadline = connection.lastReceived + interval
+      return
+    }
+    if (!connection.supports("ping")) {
+      this.deadline = now + interval
+      return
+    }
+    this.pingSentAt = now
     connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
-    this.schedule(Number.isFinite(timeout) ? timeout : interval)
+    this.deadline = now + (Number.isFinite(timeout) ? timeout : interval)
   }
+}
+
+/**
+ * Every keepalive probe of the process, checked by one timer whose period is a quarter of the
+ * shortest interval or timeout among them (between 10 ms and 1 s): a thousand connections do
+ * not hold a thousand timers, and a probe acts at most a period late.
+ */
+const probes = new Set<Keepalive>()
+let probeTimer: ReturnType<typeof setTimeout> | undefined
+let probePeriod = Number.POSITIVE_INFINITY
+
+const periodOf = (probe: Keepalive): number => Math.max(10, Math.min(1000, Math.min(probe.interval, probe.timeout) / 4))
+
+const checkProbes = (): void => {
+  probeTimer = undefined
+  const now = Date.now()
+  let period = Number.POSITIVE_INFINITY
+  for (const probe of probes) {
+    probe.check(now)
+    period = Math.min(period, periodOf(probe))
+  }
+  probePeriod = Number.POSITIVE_INFINITY
+  if (probes.size > 0) armProbes(period)
+}
+
+const armProbes = (period: number): void => {
+  if (probeTimer !== undefined && period >= probePeriod) return
+  if (probeTimer !== undefined) clearTimeout(probeTimer)
+  probePeriod = period
+  probeTimer = setTimeout(checkProbes, period)
+  probeTimer.unref()
+}
+
+const addProbe = (probe: Keepalive): void => {
+  probes.add(probe)
+  armProbes(periodOf(probe))
 }
 
 /**
@@ -1035,8 +1081,14 @@ export const start = (
   return open !== undefined ? startDirect(open, options) : startOnSocket(socket, options)
 }
 
-/** Greeting and HELLO in one write (the original takes exactly 36 bytes, then frames). */
+/**
+ * Greeting and HELLO in one write (the original takes exactly 36 bytes, then frames). The same
+ * for every connection made with one options object, so it is encoded once per options object
+ * (`socket.write` does not keep a reference to the bytes it is given).
+ */
 const greetingAndHello = (options: ConnectionOptions): Uint8Array => {
+  const cached = greetings.get(options)
+  if (cached !== undefined) return cached
   const hello = new FrameEncoder()
   hello.write(Frame.hello(options.capabilities))
   const helloBytes = hello.flush()!
@@ -1044,8 +1096,15 @@ const greetingAndHello = (options: ConnectionOptions): Uint8Array => {
   const bytes = new Uint8Array(ourGreeting.length + helloBytes.length)
   bytes.set(ourGreeting, 0)
   bytes.set(helloBytes, ourGreeting.length)
+  greetings.set(options, bytes)
   return bytes
 }
+
+const greetings = new WeakMap<ConnectionOptions, Uint8Array>()
+
+/** Milliseconds of a duration (numbers are milliseconds already: no conversion per connection). */
+const millisOf = (input: Duration.Input): number =>
+  typeof input === "number" ? input : Duration.toMillis(Duration.fromInputUnsafe(input))
 
 const greetingTimeoutText = (options: ConnectionOptions): string =>
   `no greeting within ${Duration.format(Duration.fromInputUnsafe(options.greetingTimeout))}`
@@ -1081,7 +1140,7 @@ export interface LinkHooks {
    * The socket is closed: after a failed greeting (`connection` undefined), or once the
    * connection ended (`connection.closedWith` says why).
    */
-  readonly onClosed: (connection: Connection | undefined) => void
+  readonly onClosed: (link: Link, connection: Connection | undefined) => void
 }
 
 /**
@@ -1092,6 +1151,8 @@ export interface LinkHooks {
  */
 export interface Link {
   readonly close: Effect.Effect<void>
+  /** True once the socket is closed (`onClosed` was called). */
+  readonly isClosed: boolean
 }
 
 /**
@@ -1161,7 +1222,7 @@ class DirectLink implements RawSocket.ReadSink {
     const ours = greetingAndHello(options)
     if (options.role === "connector") conn.write(ours)
     this.cancelGreetingTimer = setTimer(
-      Duration.toMillis(Duration.fromInputUnsafe(options.greetingTimeout)),
+      millisOf(options.greetingTimeout),
       this.onGreetingTimeout
     )
     if (conn.destroyed || conn.readableEnded) this.end(undefined)
@@ -1351,12 +1412,16 @@ class DirectLink implements RawSocket.ReadSink {
       const waiters = this.closeWaiters
       this.closeWaiters = undefined
       if (waiters !== undefined) { for (const resume of waiters) resume() }
-      this.hooks?.onClosed(connection)
+      this.hooks?.onClosed(this, connection)
     }
     if (conn.destroyed || (last === undefined && conn.writableLength === 0)) return close()
     cancelTimer = setTimer(1000, close)
     // writes complete in order: this one's callback means everything before it went out too
     conn.write(last ?? emptyPayload, close)
+  }
+
+  get isClosed(): boolean {
+    return this.closeState === 2
   }
 
   /** Closes the link (see `shutdown`) and waits until its socket is closed. */

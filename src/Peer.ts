@@ -26,6 +26,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import { constVoid } from "effect/Function"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -446,7 +447,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     // durations are converted once here, not for every connection
     const duration = (name: string, input: Duration.Input) =>
       Effect.mapError(
-        Effect.fromOption(Duration.fromInput(input)),
+        Effect.fromOption(Option.map(Duration.fromInput(input), Duration.toMillis)),
         () => new InvalidOptions({ detail: `${name}: not a duration: ${String(input)}` })
       )
     const greetingTimeout = yield* duration(
@@ -686,16 +687,15 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
 
     const runConnection = (
       socket: Socket.Socket,
-      role: Connection.Role,
-      address: string
+      options: Connection.ConnectionOptions
     ): Effect.Effect<Connection.ConnectionError, Connection.ConnectionError> =>
       Effect.scoped(
         Effect.gen(function*() {
-          const connection = yield* Connection.start(socket, connectionOptions(role, address))
+          const connection = yield* Connection.start(socket, options)
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => unregister(connection, connection.lostWith?.message ?? "closed"))
           )
-          register(connection, role === "connector" ? "outgoing" : "incoming")
+          register(connection, options.role === "connector" ? "outgoing" : "incoming")
           const reason = yield* connection.closed
           unregister(connection, reason.message)
           return reason
@@ -712,18 +712,20 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         // `Connection.startLink`); the listener's scope closes those still open, then the listener.
         const links = new Set<Connection.Link>()
         let linkOptions: Connection.ConnectionOptions | undefined
+        const hooks: Connection.LinkHooks = {
+          onGreeted: (connection) => register(connection, "incoming"),
+          onClosed: (link, connection) => {
+            links.delete(link)
+            if (connection !== undefined) unregister(connection, connection.closedWith?.message ?? "closed")
+          }
+        }
         const accept = (socket: Net.Socket): void => {
           // while draining, sockets still arriving are closed at once
           if (draining || closed) return void socket.destroy()
           linkOptions ??= connectionOptions("binder", text)
-          const link = Connection.startLink(socket, linkOptions, {
-            onGreeted: (connection) => register(connection, "incoming"),
-            onClosed: (connection) => {
-              links.delete(link)
-              if (connection !== undefined) unregister(connection, connection.closedWith?.message ?? "closed")
-            }
-          })
-          links.add(link)
+          const link = Connection.startLink(socket, linkOptions, hooks)
+          // (a socket that was already closed is done at once)
+          if (!link.isClosed) links.add(link)
         }
         const bound = yield* Scope.provide(
           Effect.tap(
@@ -745,13 +747,14 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       Effect.gen(function*() {
         const address = yield* Effect.fromResult(Address.fromInput(input))
         const text = Address.format(address)
+        const dialOptions = connectionOptions("connector", text)
         // One attempt = dial, greet, run until the connection ends. A failed dial, or a connection
         // that ended within `stableAfter`, counts as a failure and the next dial waits for the
         // schedule; a connection that lived longer restarts the schedule from its beginning.
         const attempt = Effect.gen(function*() {
           const socket = yield* Transport.dial(address, connectTimeout)
           const started = Date.now()
-          const reason = yield* runConnection(socket, "connector", text)
+          const reason = yield* runConnection(socket, dialOptions)
           if (Date.now() - started < stableAfterMillis) return yield* Effect.fail(reason)
         })
         const loop = Effect.gen(function*() {

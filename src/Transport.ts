@@ -242,6 +242,10 @@ export const listenNet = (
     if (address._tag === "Unix") yield* prepareUnixPath(address.path, text)
     const server = Net.createServer({ pauseOnConnect: true })
     const open = new Set<Net.Socket>()
+    // one listener for every socket (`this` is the socket), not a closure each
+    const forget = function(this: Net.Socket) {
+      open.delete(this)
+    }
     let closing = false
     server.on("connection", (conn: Net.Socket) => {
       if (closing) return void conn.destroy()
@@ -252,7 +256,7 @@ export const listenNet = (
       // errors before the connection's own listeners are attached are reported by its reads
       conn.on("error", noop)
       open.add(conn)
-      conn.once("close", () => open.delete(conn))
+      conn.on("close", forget)
       onConnection(conn)
     })
     yield* Effect.acquireRelease(
