@@ -1160,6 +1160,19 @@ export interface Link {
  * thousands of connections holds one small object per connection): `hooks` hear about the
  * greeting and the end; closing is `Link.close`.
  *
+ * **Example** (Running accepted sockets as links)
+ * ```ts
+ * import type * as Net from "node:net"
+ * import * as Connection from "duplex/Connection"
+ * const links = new Set<Connection.Link>()
+ * const accept = (socket: Net.Socket, options: Connection.ConnectionOptions) => {
+ *   const link = Connection.startLink(socket, options, {
+ *     onGreeted: (connection) => console.log("greeted", connection.remoteId),
+ *     onClosed: (link) => links.delete(link)
+ *   })
+ *   if (!link.isClosed) links.add(link)
+ * }
+ * ```
  * @internal
  */
 export const startLink = (socket: Net.Socket, options: ConnectionOptions, hooks: LinkHooks): Link =>

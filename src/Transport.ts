@@ -231,6 +231,13 @@ export const listen = <R>(
  * the bound address. The base of `listen`, and of `Peer`, which runs accepted connections
  * without a fiber each.
  *
+ * **Example** (Closing every accepted socket at once)
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Address from "duplex/Address"
+ * import * as Transport from "duplex/Transport"
+ * const program = Transport.listenNet(Address.tcp("127.0.0.1", 0), (socket) => socket.destroy()).pipe(Effect.scoped)
+ * ```
  * @internal
  */
 export const listenNet = (
