@@ -150,11 +150,19 @@ export class Connection {
   private framesInCount = 0
   private framesOutCount = 0
 
-  /** Counters of this connection (one object, updated when read). */
+  private statsLive = false
+
+  /** Counters of this connection (one live object). */
   get stats(): Stats {
     const stats = this.counters
-    stats.framesIn = this.framesInCount
-    stats.framesOut = this.framesOutCount
+    if (!this.statsLive) {
+      // made on first read: the per-frame counters are read through from the connection
+      this.statsLive = true
+      Object.defineProperties(stats, {
+        framesIn: { get: () => this.framesInCount, enumerable: true },
+        framesOut: { get: () => this.framesOutCount, enumerable: true }
+      })
+    }
     return stats
   }
 
@@ -963,7 +971,10 @@ class Keepalive {
   readonly interval: number
   readonly timeout: number
   private readonly fail: (stage: ConnectionError["stage"], detail: string) => ConnectionError
-  /** When the probe acts next (ms since epoch). */
+  /**
+   * When the probe acts next, on the monotonic clock (`performance.now()`): a wall-clock step
+   * must neither drop a healthy connection early nor stall the probe.
+   */
   private deadline: number
   private pingSentAt = 0
   constructor(
@@ -975,15 +986,18 @@ class Keepalive {
     this.interval = millisOf(keepalive.interval)
     this.timeout = millisOf(keepalive.timeout)
     this.fail = fail
-    this.deadline = Date.now() + this.interval
+    this.deadline = performance.now() + this.interval
     addProbe(this)
   }
   stop(): void {
     probes.delete(this)
   }
-  /** Called by the probes' timer: acts when the deadline has passed. */
-  check(now: number): void {
-    if (now < this.deadline) return
+  /**
+   * Called by the probes' timer: acts when the deadline has passed. `mono` is the monotonic time
+   * of deadlines, `now` the wall clock of `lastReceived` and `pingSentAt`.
+   */
+  check(mono: number, now: number): void {
+    if (mono < this.deadline) return
     const connection = this.connection
     if (!connection.isOpen) return this.stop()
     const { interval, timeout } = this
@@ -991,7 +1005,7 @@ class Keepalive {
       if (connection.lastReceived < this.pingSentAt) {
         // an endless timeout waits for the answer for ever, checking every interval
         if (!Number.isFinite(timeout)) {
-          this.deadline = now + interval
+          this.deadline = mono + interval
           return
         }
         this.stop()
@@ -1001,16 +1015,16 @@ class Keepalive {
     }
     const idle = now - connection.lastReceived
     if (idle < interval) {
-      this.deadline = connection.lastReceived + interval
+      this.deadline = mono + Math.max(0, interval - idle)
       return
     }
     if (!connection.supports("ping")) {
-      this.deadline = now + interval
+      this.deadline = mono + interval
       return
     }
     this.pingSentAt = now
     connection.push(Frame.make(FrameType.Ping, 0, "", Headers.empty, "", false, null))
-    this.deadline = now + (Number.isFinite(timeout) ? timeout : interval)
+    this.deadline = mono + (Number.isFinite(timeout) ? timeout : interval)
   }
 }
 
@@ -1027,14 +1041,29 @@ const periodOf = (probe: Keepalive): number => Math.max(10, Math.min(1000, Math.
 
 const checkProbes = (): void => {
   probeTimer = undefined
+  probePeriod = Number.POSITIVE_INFINITY
+  const mono = performance.now()
   const now = Date.now()
   let period = Number.POSITIVE_INFINITY
+  let defect: { readonly error: unknown } | undefined
   for (const probe of probes) {
-    probe.check(now)
-    period = Math.min(period, periodOf(probe))
+    try {
+      probe.check(mono, now)
+    } catch (error) {
+      // a throw from code a lost connection reaches (a channel's sink) must not stop the other
+      // probes: this one stops, and the throw is reported as before, uncaught, after the pass
+      probe.stop()
+      defect ??= { error }
+    }
+    if (probes.has(probe)) period = Math.min(period, periodOf(probe))
   }
-  probePeriod = Number.POSITIVE_INFINITY
   if (probes.size > 0) armProbes(period)
+  if (defect !== undefined) {
+    const error = defect.error
+    queueMicrotask(() => {
+      throw error
+    })
+  }
 }
 
 const armProbes = (period: number): void => {

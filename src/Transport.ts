@@ -199,7 +199,10 @@ export const listen = <R>(
   Effect.gen(function*() {
     const runFork = Effect.runForkWith(Context.omit(Scope.Scope)(yield* Effect.context<R>()))
     const handlers = new Set<Fiber.Fiber<void>>()
+    // set when the scope starts closing: sockets still arriving are closed at once
+    let stopped = false
     const bound = yield* listenNet(address, (conn) => {
+      if (stopped) return void conn.destroy()
       const socket = new RawSocket.DirectSocket(
         Effect.succeed({ socket: conn }),
         () => NodeSocket.fromDuplex(acceptedDuplex(conn), { tlsServer: true })
@@ -216,6 +219,7 @@ export const listen = <R>(
     // runs before the listener closes (finalizers run in reverse order)
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
+        stopped = true
         const running = Array.from(handlers)
         handlers.clear()
         return Fiber.interruptAll(running)

@@ -23,7 +23,7 @@ const parse = (text: string): Address.Address => {
 }
 
 /** Listens in a fresh scope; returns the bound address text and that scope. */
-const listenIn = (address: string, handler: Parameters<typeof Transport.listen<never>>[1]) =>
+const listenIn = (address: string, handler: Parameters<typeof Transport.listen<Scope.Scope>>[1]) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const bound = yield* Transport.listen(parse(address), handler).pipe(Scope.provide(scope))
@@ -81,6 +81,40 @@ describe.each(transports)("Transport.listen over $name", (transport) => {
       const echoed = yield* client.waitUntil((received) => received.length >= 4).pipe(within("the echo"))
       assert.strictEqual(echoed.toString(), "ping")
       yield* Scope.close(scope, Exit.void).pipe(within("the listener closes"))
+    }))
+})
+
+describe("Transport.listen while closing", () => {
+  it.live("a socket arriving while the handlers are being interrupted is closed at once, without a handler", () =>
+    Effect.gen(function*() {
+      let handlers = 0
+      const finalizing = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const { address, scope } = yield* listenIn(
+        "tcp://127.0.0.1:0",
+        () =>
+          Effect.gen(function*() {
+            handlers++
+            // a slow goodbye: the listener's close waits here
+            yield* Effect.addFinalizer(() =>
+              Deferred.succeed(finalizing, undefined).pipe(Effect.andThen(Deferred.await(release)))
+            )
+            return yield* Effect.never
+          })
+      )
+      const first = yield* rawConnect(address)
+      yield* first.write(new Uint8Array([1]))
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Deferred.await(finalizing).pipe(within("the close has started"))
+      // the server still accepts (it stops once the handlers are done), but runs nothing for it
+      const late = yield* rawConnect(address)
+      assert.instanceOf(
+        yield* late.waitUntil(() => false).pipe(Effect.flip, within("the late socket is closed")),
+        RawClosed
+      )
+      assert.strictEqual(handlers, 1)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(closing).pipe(within("the listener closes"))
     }))
 })
 
