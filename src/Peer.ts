@@ -23,7 +23,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
 import { constVoid } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -477,12 +476,42 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
     )
 
     const scope = yield* Scope.Scope
-    const fibers = yield* FiberSet.make()
-    const runFork = yield* FiberSet.runtime(fibers)()
-    const events = yield* PubSub.unbounded<PeerEvent>()
-    const incomingQueue = yield* Queue.bounded<Channel.Channel, Cause.Done>(
-      options.incomingCapacity ?? defaults.incomingCapacity
+    // Background fibers (dial loops, discovery), interrupted when the peer closes. A plain Set:
+    // a peer is cheap to make (a client process may hold thousands of them).
+    const background = new Set<Fiber.Fiber<unknown, unknown>>()
+    const runForkIn = Effect.runForkWith(yield* Effect.context<never>())
+    const runFork = <A, E>(effect: Effect.Effect<A, E>): Fiber.Fiber<A, E> => {
+      const fiber = runForkIn(effect)
+      if (fiber.pollUnsafe() === undefined) {
+        background.add(fiber)
+        fiber.addObserver(() => background.delete(fiber))
+      }
+      return fiber
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const running = Array.from(background)
+        background.clear()
+        return running.length === 0 ? Effect.void : Fiber.interruptAll(running)
+      })
     )
+    // The events hub and the queue of incoming channels are made on first use.
+    let ended = false
+    let eventsHub: PubSub.PubSub<PeerEvent> | undefined
+    let eventsEnded = false
+    const publish = (event: PeerEvent): void => {
+      if (eventsHub !== undefined) PubSub.publishUnsafe(eventsHub, event)
+    }
+    let incomingQueueValue: Queue.Queue<Channel.Channel, Cause.Done> | undefined
+    const incomingQueue = (): Queue.Queue<Channel.Channel, Cause.Done> => {
+      if (incomingQueueValue === undefined) {
+        incomingQueueValue = Effect.runSync(
+          Queue.bounded<Channel.Channel, Cause.Done>(options.incomingCapacity ?? defaults.incomingCapacity)
+        )
+        if (ended) Queue.endUnsafe(incomingQueueValue)
+      }
+      return incomingQueueValue
+    }
 
     let closed = false
     let draining = false
@@ -635,7 +664,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       }
       const h = handler
       if (h !== undefined) return runHandler(h, channel)
-      if (!Queue.offerUnsafe(incomingQueue, channel)) {
+      if (!Queue.offerUnsafe(incomingQueue(), channel)) {
         channel.connection.pushReply(Frame.error(channel.id, "duplex: peer is not accepting channels"))
         channel.detach()
       }
@@ -652,7 +681,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       }
       infos.set(connection, info)
       ready.push(connection)
-      PubSub.publishUnsafe(events, { _tag: "Connected", remote: info })
+      publish({ _tag: "Connected", remote: info })
       drainPending()
       if (remoteWaiters.length > 0) {
         const waiting = remoteWaiters
@@ -670,7 +699,7 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       infos.delete(connection)
       const i = ready.indexOf(connection)
       if (i >= 0) ready.splice(i, 1)
-      PubSub.publishUnsafe(events, { _tag: "Disconnected", remote: info, reason })
+      publish({ _tag: "Disconnected", remote: info, reason })
     }
 
     const connectionOptions = (role: Connection.Role, address: string): Connection.ConnectionOptions => ({
@@ -863,10 +892,16 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
         for (const w of remoteWaiters) w.resume(Effect.void)
         remoteWaiters = []
         // streams of incoming channels and events end with the peer
-        Queue.endUnsafe(incomingQueue)
+        ended = true
+        if (incomingQueueValue !== undefined) Queue.endUnsafe(incomingQueueValue)
       })
     )
-    yield* Effect.addFinalizer(() => PubSub.shutdown(events))
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        eventsEnded = true
+        return eventsHub === undefined ? Effect.void : PubSub.shutdown(eventsHub)
+      })
+    )
     // Listeners live in their own scope, closed after a graceful drain (when `drainOnClose` is set)
     // and before the connections.
     const transports = yield* Scope.make()
@@ -923,9 +958,17 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
       drain,
       disconnect,
       auto,
-      incoming: Stream.fromQueue(incomingQueue),
+      get incoming() {
+        return Stream.fromQueue(incomingQueue())
+      },
       remotes: Effect.sync(() => ready.map((c) => ({ ...infos.get(c)!, duplex: c.remoteCapabilities !== undefined }))),
-      events: Stream.fromPubSub(events),
+      get events() {
+        if (eventsHub === undefined) {
+          eventsHub = Effect.runSync(PubSub.unbounded<PeerEvent>())
+          if (eventsEnded) Effect.runSync(PubSub.shutdown(eventsHub))
+        }
+        return Stream.fromPubSub(eventsHub)
+      },
       awaitRemotes: (count) =>
         Effect.callback<void>((resume) => {
           if (ready.length >= count || closed) return resume(Effect.void)
