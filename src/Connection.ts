@@ -1,7 +1,9 @@
 /**
- * One live link between two peers: the greeting exchange, then one read loop that decodes frames
- * and dispatches them synchronously by type (`handleOpen`, `handleData`, `handleHello`), and one
- * writer fiber that drains everything queued since its last write in a single socket write.
+ * One live link between two peers: the greeting exchange, then frames decoded as bytes arrive and
+ * dispatched synchronously by type (`handleOpen`, `handleData`, `handleHello`); everything queued
+ * in one turn goes out in a single socket write. On a socket of Duplex's own transport this runs
+ * in the socket's read event and `socket.write` (a `DirectLink`, no fiber); on any other
+ * `effect/socket` Socket, in a read-loop fiber and a writer fiber.
  *
  * The connection owns its channel table (one per connection, both directions, as in the original)
  * and allocates channel ids without collisions (see PROTOCOL.md, "Channel ids"). Frames for unknown
@@ -247,9 +249,9 @@ export class Connection {
   }
 
   /**
-   * Queues a frame for the writer fiber; dropped when the connection is gone. The writer is woken
-   * at the end of the current event-loop turn, so every frame queued in this turn (by any fiber)
-   * goes out in one socket write.
+   * Queues a frame; dropped when the connection is gone. Queued frames are written at the end of
+   * the current turn (at once past `EARLY_FLUSH_BYTES`), so every frame queued in this turn (by
+   * any fiber) goes out in one socket write.
    */
   push(frame: Frame.Frame): void {
     if (this.lostWith !== undefined) return
@@ -382,7 +384,7 @@ export class Connection {
     return id >= CHANNEL_ID_LIMIT ? LEGACY_CHANNEL_BASE + (this.role === "connector" ? 0 : 1) : id
   }
 
-  /** Dispatches one decoded frame (called by the read loop). */
+  /** Dispatches one decoded frame (called by the reader, in the socket's read event or read loop). */
   readonly dispatch = (frame: Frame.Frame): void => {
     this.framesInCount++
     switch (frame.type) {
@@ -1080,10 +1082,12 @@ const addProbe = (probe: Keepalive): void => {
 }
 
 /**
- * Performs the greeting on `socket`, then runs the connection in the current scope: a read loop
- * and a writer fiber. Returns once the greeting succeeded; `connection.closed` tells when it ends.
- * Closing the scope ends the connection (after a last flush of queued frames) and fails its
- * channels with `ConnectionLost`.
+ * Performs the greeting on `socket`, then runs the connection in the current scope (directly on
+ * the Node socket for Duplex's own sockets, else with a read-loop fiber and a writer fiber).
+ * Returns once the greeting succeeded; `connection.closed` tells when it ends. Closing the scope
+ * ends the connection (after a last flush of queued frames) and fails its channels with
+ * `ConnectionLost`. On Duplex's own sockets, a connection lost otherwise (remote close, protocol
+ * error, keepalive) closes its socket at once.
  *
  * **Example** (Running a connection over a socket)
  * ```ts
