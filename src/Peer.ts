@@ -748,32 +748,19 @@ export const make = (options: Options = {}): Effect.Effect<Peer, InvalidOptions,
             if (connection !== undefined) unregister(connection, connection.closedWith?.message ?? "closed")
           }
         }
-        // set when the listener's scope starts closing
-        let stopped = false
         const accept = (socket: Net.Socket): void => {
-          // while draining or closing, sockets still arriving are closed at once
-          if (draining || closed || stopped) return void socket.destroy()
+          // while draining, sockets still arriving are closed at once
+          if (draining || closed) return void socket.destroy()
           linkOptions ??= connectionOptions("binder", text)
           const link = Connection.startLink(socket, linkOptions, hooks)
           // (a socket that was already closed is done at once)
           if (!link.isClosed) links.add(link)
         }
-        const bound = yield* Scope.provide(
-          Effect.tap(
-            Transport.listenNet(address, accept),
-            () =>
-              Effect.addFinalizer(() =>
-                Effect.suspend(() => {
-                  stopped = true
-                  return Effect.forEach(Array.from(links), (link) => link.close, {
-                    concurrency: "unbounded",
-                    discard: true
-                  })
-                })
-              )
-          ),
-          transports
+        // the listener stops accepting, then closes these links, then the server
+        const closeLinks = Effect.suspend(() =>
+          Effect.forEach(Array.from(links), (link) => link.close, { concurrency: "unbounded", discard: true })
         )
+        const bound = yield* Scope.provide(Transport.listenNet(address, accept, closeLinks), transports)
         text = Address.format(bound)
         return text
       })

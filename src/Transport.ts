@@ -16,6 +16,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { constVoid } from "effect/Function"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
@@ -199,27 +200,23 @@ export const listen = <R>(
   Effect.gen(function*() {
     const runFork = Effect.runForkWith(Context.omit(Scope.Scope)(yield* Effect.context<R>()))
     const handlers = new Set<Fiber.Fiber<void>>()
-    // set when the scope starts closing: sockets still arriving are closed at once
-    let stopped = false
-    const bound = yield* listenNet(address, (conn) => {
-      if (stopped) return void conn.destroy()
-      const socket = new RawSocket.DirectSocket(
-        Effect.succeed({ socket: conn }),
-        () => NodeSocket.fromDuplex(acceptedDuplex(conn), { tlsServer: true })
-      )
-      const fiber = runFork(Effect.scoped(handler(socket)))
-      const done = () => {
-        handlers.delete(fiber)
-        conn.destroy()
-      }
-      if (fiber.pollUnsafe() !== undefined) return done()
-      handlers.add(fiber)
-      fiber.addObserver(done)
-    })
-    // runs before the listener closes (finalizers run in reverse order)
-    yield* Effect.addFinalizer(() =>
+    const bound = yield* listenNet(
+      address,
+      (conn) => {
+        const socket = new RawSocket.DirectSocket(
+          Effect.succeed({ socket: conn }),
+          () => NodeSocket.fromDuplex(acceptedDuplex(conn), { tlsServer: true })
+        )
+        const fiber = runFork(Effect.scoped(handler(socket)))
+        const done = () => {
+          handlers.delete(fiber)
+          conn.destroy()
+        }
+        if (fiber.pollUnsafe() !== undefined) return done()
+        handlers.add(fiber)
+        fiber.addObserver(done)
+      },
       Effect.suspend(() => {
-        stopped = true
         const running = Array.from(handlers)
         handlers.clear()
         return Fiber.interruptAll(running)
@@ -230,10 +227,11 @@ export const listen = <R>(
 
 /**
  * Listens on `address` with a plain `net.Server` and hands every accepted socket (paused, with
- * `noDelay` and TCP keepalive on TCP) to `onConnection`, until the scope closes: then the
- * listener stops, sockets still open are destroyed, and the close waits for the server. Returns
- * the bound address. The base of `listen`, and of `Peer`, which runs accepted connections
- * without a fiber each.
+ * `noDelay` and TCP keepalive on TCP) to `onConnection`, until the scope closes. Closing happens
+ * in order: sockets still arriving are destroyed at once, `beforeClose` runs (the owner ends what
+ * it started on the accepted sockets), sockets still open are destroyed, and the close waits for
+ * the server. Returns the bound address. The base of `listen`, and of `Peer`, which runs accepted
+ * connections without a fiber each.
  *
  * **Example** (Closing every accepted socket at once)
  * ```ts
@@ -246,7 +244,8 @@ export const listen = <R>(
  */
 export const listenNet = (
   address: Address.Address,
-  onConnection: (conn: Net.Socket) => void
+  onConnection: (conn: Net.Socket) => void,
+  beforeClose: Effect.Effect<void> = Effect.void
 ): Effect.Effect<Address.Address, BindError, Scope.Scope> =>
   Effect.gen(function*() {
     const text = Address.format(address)
@@ -265,7 +264,7 @@ export const listenNet = (
         conn.setKeepAlive(true, 15_000) // the liveness of remotes without PING
       }
       // errors before the connection's own listeners are attached are reported by its reads
-      conn.on("error", noop)
+      conn.on("error", constVoid)
       open.add(conn)
       conn.on("close", forget)
       onConnection(conn)
@@ -279,7 +278,7 @@ export const listenNet = (
         const onListening = () => {
           server.off("error", onError)
           // later errors (a failed accept) must not become uncaught exceptions; the listener stays
-          server.on("error", noop)
+          server.on("error", constVoid)
           resume(Effect.void)
         }
         server.once("error", onError)
@@ -293,12 +292,14 @@ export const listenNet = (
         )
       }),
       () =>
-        Effect.callback<void>((resume) => {
+        Effect.suspend(() => {
           closing = true
+          return beforeClose
+        }).pipe(Effect.andThen(Effect.callback<void>((resume) => {
           // the close completes once every accepted socket is closed
           server.close(() => resume(Effect.void))
           for (const conn of Array.from(open)) conn.destroy()
-        })
+        })))
     )
     if (address._tag === "Unix") {
       // Only once the listen succeeded: the file is ours to remove.
@@ -316,8 +317,6 @@ export const listenNet = (
     if (address._tag === "Unix" || bound === null || typeof bound === "string") return address
     return Address.tcp(address.host, bound.port)
   })
-
-const noop = (): void => {}
 
 /** An accepted socket as `effect/socket` opens it: failed if it already closed or errored. */
 const acceptedDuplex = (conn: Net.Socket): Effect.Effect<Net.Socket, Socket.SocketError, Scope.Scope> =>
