@@ -44,17 +44,8 @@ export const writeInt = (buf: Uint8Array, p: number, v: number): number => {
       buf[p++] = (v >>> 8) & 0xff
       buf[p++] = v & 0xff
     } else {
-      const hi = Math.floor(v / 0x1_0000_0000)
-      const lo = v >>> 0
-      buf[p++] = 0xcf
-      buf[p++] = hi >>> 24
-      buf[p++] = (hi >>> 16) & 0xff
-      buf[p++] = (hi >>> 8) & 0xff
-      buf[p++] = hi & 0xff
-      buf[p++] = lo >>> 24
-      buf[p++] = (lo >>> 16) & 0xff
-      buf[p++] = (lo >>> 8) & 0xff
-      buf[p++] = lo & 0xff
+      buf[p] = 0xcf
+      p = write64(buf, p + 1, v)
     }
     return p
   }
@@ -73,19 +64,25 @@ export const writeInt = (buf: Uint8Array, p: number, v: number): number => {
     buf[p++] = (v >> 8) & 0xff
     buf[p++] = v & 0xff
   } else {
-    const hi = Math.floor(v / 0x1_0000_0000)
-    const lo = (v - hi * 0x1_0000_0000) >>> 0
-    buf[p++] = 0xd3
-    buf[p++] = (hi >> 24) & 0xff
-    buf[p++] = (hi >> 16) & 0xff
-    buf[p++] = (hi >> 8) & 0xff
-    buf[p++] = hi & 0xff
-    buf[p++] = lo >>> 24
-    buf[p++] = (lo >>> 16) & 0xff
-    buf[p++] = (lo >>> 8) & 0xff
-    buf[p++] = lo & 0xff
+    buf[p] = 0xd3
+    p = write64(buf, p + 1, v)
   }
   return p
+}
+
+/** Writes a safe integer as 8 big-endian two's-complement bytes at `p`; returns `p + 8`. */
+const write64 = (buf: Uint8Array, p: number, v: number): number => {
+  const hi = Math.floor(v / 0x1_0000_0000)
+  const lo = (v - hi * 0x1_0000_0000) >>> 0
+  buf[p] = (hi >>> 24) & 0xff
+  buf[p + 1] = (hi >>> 16) & 0xff
+  buf[p + 2] = (hi >>> 8) & 0xff
+  buf[p + 3] = hi & 0xff
+  buf[p + 4] = lo >>> 24
+  buf[p + 5] = (lo >>> 16) & 0xff
+  buf[p + 6] = (lo >>> 8) & 0xff
+  buf[p + 7] = lo & 0xff
+  return p + 8
 }
 
 /**
