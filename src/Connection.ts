@@ -17,6 +17,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { constVoid } from "effect/Function"
 import * as Latch from "effect/Latch"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -1239,7 +1240,7 @@ class DirectLink implements RawSocket.ReadSink {
   /** The greeting's outcome, once known (before the fiber waits for it, or after). */
   private outcome: Effect.Effect<Connection, ConnectionError> | undefined = undefined
   private resume: ((effect: Effect.Effect<Connection, ConnectionError>) => void) | undefined = undefined
-  private cancelGreetingTimer: () => void = noop
+  private cancelGreetingTimer: () => void = constVoid
   private keepalive: Keepalive | undefined = undefined
   private readonly hooks: LinkHooks | undefined
   /** 0: open, 1: closing (waiting for the last write), 2: closed. */
@@ -1443,7 +1444,7 @@ class DirectLink implements RawSocket.ReadSink {
     const connection = this.connection
     const last = connection?.takeQueued()
     connection?.lose(this.fail("closed", "closed locally"))
-    let cancelTimer = noop
+    let cancelTimer = constVoid
     const close = () => {
       if (this.closeState === 2) return
       this.closeState = 2
@@ -1454,7 +1455,7 @@ class DirectLink implements RawSocket.ReadSink {
       conn.off("error", this.onError)
       conn.off("close", this.onEnd)
       // an error the destroyed socket still reports must not become an uncaught exception
-      conn.on("error", noop)
+      conn.on("error", constVoid)
       const waiters = this.closeWaiters
       this.closeWaiters = undefined
       if (waiters !== undefined) { for (const resume of waiters) resume() }
@@ -1480,8 +1481,6 @@ class DirectLink implements RawSocket.ReadSink {
   }
 }
 
-const noop = (): void => {}
-
 /** Longest delay `setTimeout` honours (larger ones fire after 1 ms). */
 const MAX_TIMER_MS = 0x7fff_ffff
 
@@ -1490,7 +1489,7 @@ const MAX_TIMER_MS = 0x7fff_ffff
  * clamps delays past 2^31 - 1 ms to 1 ms, so longer ones are chained.
  */
 const setTimer = (ms: number, f: () => void): () => void => {
-  if (!(ms < Number.POSITIVE_INFINITY)) return noop
+  if (!(ms < Number.POSITIVE_INFINITY)) return constVoid
   let timer: ReturnType<typeof setTimeout> | undefined
   const at = Date.now() + ms
   const arm = (left: number) => {
